@@ -1,0 +1,156 @@
+"""Per-epoch protocol callbacks: evaluation, the metrics file, and the best/final models.
+
+They share one ``logs`` dict per epoch (Keras passes the same object down the list), so the
+evaluation callback must come first; everything after it (sparsity rules, TensorBoard, the CSV)
+sees the validation and test figures.
+"""
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+
+from birds_tf.sparsity import masks as masks_lib
+from birds_tf.training import evaluation
+from birds_tf.utils import files
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_ra", "val_sa", "val_ra", "val_robust_loss",
+                  "test_sa", "test_ra", "test_robust_loss", "density", "seconds")
+
+
+def current_lr(optimizer):
+    lr = optimizer.learning_rate
+    if callable(getattr(optimizer, "_learning_rate", None)):
+        lr = optimizer._learning_rate(optimizer.iterations)
+    return float(np.asarray(lr))
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """Validation and test SA / PGD-20 RA / robust loss after every epoch."""
+
+    def __init__(self, splits, attack=evaluation.EVAL_ATTACK, strategy=None, with_test=True):
+        super().__init__()
+        self.splits = splits
+        self.attack = attack
+        self.strategy = strategy
+        self.with_test = with_test
+        self._evaluator = None
+
+    def evaluator(self):
+        if self._evaluator is None:
+            self._evaluator = evaluation.SplitEvaluator(self.model.net, self.attack,
+                                                        self.strategy)
+        return self._evaluator
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        # The trainer's running metrics are the training RA and loss of this epoch.
+        logs["train_loss"] = float(logs.get("loss", np.nan))
+        logs["train_ra"] = 100.0 * float(logs.get("ra", np.nan))
+        logs["lr"] = current_lr(self.model.optimizer)
+        val = self.evaluator()(self.splits.val)
+        logs.update(val_sa=val["sa"], val_ra=val["ra"], val_robust_loss=val["robust_loss"])
+        if self.with_test:
+            test = self.evaluator()(self.splits.test)
+            logs.update(test_sa=test["sa"], test_ra=test["ra"],
+                        test_robust_loss=test["robust_loss"])
+
+
+class MetricsWriter(keras.callbacks.Callback):
+    """One row per epoch in ``metrics.csv``, rewritten atomically so a crash never truncates it.
+
+    Extra numeric log entries (sparsity callbacks add theirs) become extra columns.
+    """
+
+    def __init__(self, path, history=None, epoch_offset=0, stage=None):
+        super().__init__()
+        self.path = path
+        self.history = list(history or [])
+        self.epoch_offset = epoch_offset
+        self.stage = stage
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1 + self.epoch_offset}
+        if self.stage is not None:
+            row["stage"] = self.stage
+        for key, value in logs.items():
+            if key in ("loss", "ra"):
+                continue
+            if isinstance(value, (int, float, np.floating, np.integer)) or (
+                    hasattr(value, "shape") and getattr(value, "shape", None) == ()):
+                row[key] = float(value)
+        try:
+            row["density"] = masks_lib.global_density(self.model.net)
+        except ValueError:
+            row["density"] = 1.0
+        row["seconds"] = time.time() - (self._start or time.time())
+        self.history.append(row)
+        write_metrics_csv(self.path, self.history)
+
+
+def write_metrics_csv(path, history):
+    columns = list(METRIC_COLUMNS)
+    for row in history:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in history:
+            writer.writerow(row)
+    os.replace(tmp, path)
+
+
+def read_metrics_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed = {}
+        for key, value in row.items():
+            if value == "":
+                continue
+            try:
+                parsed[key] = float(value)
+            except ValueError:
+                parsed[key] = value
+        if "epoch" in parsed:
+            parsed["epoch"] = int(parsed["epoch"])
+        out.append(parsed)
+    return out
+
+
+class BestAndFinalModels(keras.callbacks.Callback):
+    """Saves the classifier (masks included) as ``best.keras`` (highest val RA) and ``final.keras``.
+
+    These are what evaluation, export and reports load; they hold no optimizer state.
+    """
+
+    def __init__(self, directory, best_val_ra=-1.0, save_best=True):
+        super().__init__()
+        self.directory = directory
+        self.best_val_ra = best_val_ra
+        self.save_best = save_best
+        os.makedirs(directory, exist_ok=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        val_ra = float(logs.get("val_ra", -1.0))
+        if self.save_best and val_ra > self.best_val_ra:
+            self.best_val_ra = val_ra
+            files.atomic_save_model(self.model.net, os.path.join(self.directory, "best.keras"))
+        files.atomic_save_model(self.model.net, os.path.join(self.directory, "final.keras"))
+
+
+def write_json(path, payload):
+    files.atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float))

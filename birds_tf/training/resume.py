@@ -1,0 +1,90 @@
+"""Resume an interrupted run from its last completed epoch.
+
+After every epoch a ``tf.train.Checkpoint`` of the trainer (weights, masks, optimizer momentum
+and iteration count, hence the learning-rate schedule) is written, then ``state.json`` names it
+together with the metric history, the best validation RA so far and the state of every callback
+that has one (``get_state``/``set_state``). ``state.json`` is replaced atomically and only after
+its checkpoint exists, so a crash at any moment leaves a consistent pair.
+"""
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from birds_tf.utils import files
+
+
+def _dir(exp):
+    return exp.path("checkpoints", "resume")
+
+
+def _state_path(exp):
+    return os.path.join(_dir(exp), "state.json")
+
+
+def load(exp):
+    path = _state_path(exp)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_state(exp, state):
+    files.atomic_write_text(_state_path(exp), json.dumps(state, indent=1, default=float))
+
+
+def _checkpoint(model):
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    return tf.train.Checkpoint(model=model, optimizer=optimizer)
+
+
+def restore_trainer(exp, model, state):
+    _checkpoint(model).restore(state["checkpoint"]).expect_partial()
+
+
+def mark_done(exp):
+    state = load(exp) or {}
+    state["stage"] = "done"
+    state["history"] = exp.history
+    save_state(exp, state)
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    def __init__(self, exp, trainer, writer, stateful_callbacks=(), stage="main", extra=None):
+        super().__init__()
+        self.exp = exp
+        self.trainer = trainer
+        self.writer = writer
+        self.stateful = [c for c in stateful_callbacks if hasattr(c, "get_state")]
+        self.stage = stage
+        self.extra = extra or {}
+        self._manager = None
+
+    def manager(self):
+        if self._manager is None:
+            self._manager = tf.train.CheckpointManager(_checkpoint(self.trainer), _dir(self.exp),
+                                                       max_to_keep=2)
+        return self._manager
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.manager().save(checkpoint_number=epoch + 1)
+        best = max([r.get("val_ra", -1.0) for r in self.writer.history] or [-1.0])
+        state = dict(self.extra)
+        state.update(stage=self.stage, epoch=epoch + 1, checkpoint=path,
+                     history=self.writer.history, best_val_ra=best,
+                     callbacks={type(c).__name__: c.get_state() for c in self.stateful})
+        previous = load(self.exp) or {}
+        for key in ("pre_stages",):
+            if key in previous and key not in state:
+                state[key] = previous[key]
+        save_state(self.exp, state)
+
+
+def callback_state(state, callback):
+    if not state:
+        return None
+    return state.get("callbacks", {}).get(type(callback).__name__)

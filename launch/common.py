@@ -1,0 +1,77 @@
+"""What the launchers share: gin parsing, strategies, and the workdir guard."""
+import os
+import shutil
+import time
+
+import gin
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def import_configurables():
+    """Import every module that defines gin configurables, so bindings to them resolve."""
+    import birds_tf.gin_configurables  # noqa: F401
+
+
+def parse_gin(files, bindings):
+    """Parse configs and bindings; unknown names or files fail here, before any work."""
+    import_configurables()
+    for path in files:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Gin file {path!r} does not exist (run from the repository "
+                                    "root, e.g. --gin_file=gin/dense_resnet18.gin).")
+    gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+    return gin.config_str()
+
+
+def make_strategy(name):
+    import tensorflow as tf
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                             "(cluster and task); see README 'Several GPUs and hosts'.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}; allowed: {STRATEGIES}.")
+
+
+def claim_workdir(workdir, config_text, overwrite=False):
+    """Record the config in ``workdir/config.gin``; refuse a workdir that holds another one."""
+    path = os.path.join(workdir, "config.gin")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = f.read()
+        if previous != config_text:
+            if not overwrite:
+                raise ValueError(
+                    f"Workdir {workdir!r} already holds a run with a different config (see "
+                    f"{path}). Use a new --workdir, or pass --overwrite to move the old run "
+                    "aside (nothing is deleted).")
+            backup = f"{workdir.rstrip('/')}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+            shutil.move(workdir, backup)
+            print(f"Moved the previous run to {backup}")
+    elif os.path.isdir(workdir) and os.listdir(workdir):
+        raise ValueError(f"Workdir {workdir!r} is not empty and was not made by launch.train; "
+                         "choose another --workdir.")
+    os.makedirs(workdir, exist_ok=True)
+    if not os.path.exists(path):
+        from birds_tf.utils.files import atomic_write_text
+        atomic_write_text(path, config_text)
+
+
+def write_operative_config(workdir):
+    from birds_tf.utils.files import atomic_write_text
+    atomic_write_text(os.path.join(workdir, "operative_config.gin"), gin.operative_config_str())
+
+
+def results_row(results):
+    keys = ("method", "arch", "dataset", "final_sparsity", "ra_best", "ra_final", "ra_diff",
+            "sa_best", "sa_final", "sa_diff", "rgg_final")
+    parts = []
+    for key in keys:
+        value = results.get(key)
+        parts.append(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}")
+    return "results: " + " ".join(parts)
