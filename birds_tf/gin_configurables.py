@@ -1,2 +1,3 @@
-"""Importing this module registers every gin configurable of the library."""
-from birds_tf.training import experiment  # noqa: F401
+"""Importing this module registers every gin configurable and method plug-in of the library."""
+from birds_tf.sparsity import dynamic  # noqa: F401
+from birds_tf.training import experiment, flying_bird  # noqa: F401

@@ -36,6 +36,11 @@ class EpochEvaluation(keras.callbacks.Callback):
         self.strategy = strategy
         self.with_test = with_test
         self._evaluator = None
+        self._lr = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The rate used during the epoch (PyTorch's scheduler steps after it).
+        self._lr = current_lr(self.model.optimizer)
 
     def evaluator(self):
         if self._evaluator is None:
@@ -48,7 +53,7 @@ class EpochEvaluation(keras.callbacks.Callback):
         # The trainer's running metrics are the training RA and loss of this epoch.
         logs["train_loss"] = float(logs.get("loss", np.nan))
         logs["train_ra"] = 100.0 * float(logs.get("ra", np.nan))
-        logs["lr"] = current_lr(self.model.optimizer)
+        logs["lr"] = self._lr if self._lr is not None else current_lr(self.model.optimizer)
         val = self.evaluator()(self.splits.val)
         logs.update(val_sa=val["sa"], val_ra=val["ra"], val_robust_loss=val["robust_loss"])
         if self.with_test:

@@ -172,15 +172,14 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
     exp = Experiment(config, workdir, strategy, splits)
     start = time.time()
     state = resume.load(exp)
-    if state is None or state.get("stage") != "done":
-        net, model = plugin.prepare(exp, state)
-        run_main_stage(exp, plugin, model, state, verbose)
-    else:
-        net = keras.models.load_model(exp.path("checkpoints", "final.keras"))
-        model = exp.make_trainer(net)
-        exp.history = state["history"]
-    results = finish(exp, plugin, model, time.time() - start)
-    return results
+    if state is not None and state.get("stage") == "done" and os.path.exists(
+            exp.path("results.json")):
+        logging.info("%s already holds a finished run; its results are unchanged.", workdir)
+        with open(exp.path("results.json")) as f:
+            return json.load(f)
+    net, model = plugin.prepare(exp, state)
+    run_main_stage(exp, plugin, model, state, verbose)
+    return finish(exp, plugin, model, time.time() - start)
 
 
 def run_main_stage(exp, plugin, model, state, verbose=None):
@@ -206,7 +205,7 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
     ]
     if initial_epoch < c.epochs:
         model.fit(exp.splits.train, epochs=c.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=_verbosity(verbose))
+                  callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
     exp.history = writer.history
     resume.mark_done(exp)
 

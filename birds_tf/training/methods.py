@@ -7,6 +7,8 @@ import importlib
 
 _REGISTRY = {
     "dense": "birds_tf.training.methods:Dense",
+    "fb": "birds_tf.training.flying_bird:FlyingBird",
+    "fb_plus": "birds_tf.training.flying_bird:FlyingBirdPlus",
 }
 
 

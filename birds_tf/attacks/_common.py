@@ -1,0 +1,113 @@
+"""Shared plumbing for the attacks: argument checks, compiled-function cache, projections, losses.
+
+Every attack core is a ``tf.function`` built once per (model, settings, image shape) with a
+``None`` batch dimension, so batches of any size (AutoAttack's shrinking robust subsets included)
+reuse one trace instead of retracing.
+"""
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+
+def check_eps(eps, name="eps"):
+    """A float >= 0; refuse anything else up front with the offending value in the message."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (e.g. 8/255), got {eps!r}.")
+    return value
+
+
+def check_positive_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def as_inputs(x, y):
+    """float32 images and int32 class indices (one-hot labels are accepted and arg-maxed)."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank == 2:
+        y = tf.argmax(y, axis=-1)
+    y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+    if x.shape[0] is not None and y.shape[0] is not None and x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels.")
+    return x, y
+
+
+_CACHE = {}
+
+
+def compiled(model, key, build, example_x):
+    """The ``tf.function`` of ``build()``, cached per model, settings and image shape.
+
+    ``build()`` returns ``(fn, extra_specs)``: ``fn(x, y, *extra)`` takes images, int32 labels and
+    further tensors described by the TensorSpecs in ``extra_specs``.
+    """
+    shape = tuple(example_x.shape[1:])
+    full_key = (id(model), key, shape)
+    entry = _CACHE.get(full_key)
+    if entry is None or entry[0]() is not model:
+        fn, extra = build()
+        signature = [tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
+        signature += list(extra)
+        entry = (weakref.ref(model), tf.function(fn, input_signature=signature))
+        _CACHE[full_key] = entry
+    return entry[1]
+
+
+def predict_labels(model, x, batch_size=None):
+    """Arg-max predictions, in eval mode, through a cached compiled forward pass."""
+    x = tf.convert_to_tensor(x, tf.float32)
+
+    def build():
+        def fn(x, y):
+            return tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
+        return fn, ()
+    fn = compiled(model, ("predict",), build, x)
+    dummy = tf.zeros([0], tf.int32)
+    if batch_size is None or x.shape[0] <= batch_size:
+        return fn(x, dummy)
+    return tf.concat([fn(x[i:i + batch_size], dummy)
+                      for i in range(0, x.shape[0], batch_size)], axis=0)
+
+
+def logits_of(model, x):
+    x = tf.convert_to_tensor(x, tf.float32)
+
+    def build():
+        def fn(x, y):
+            return tf.cast(model(x, training=False), tf.float32)
+        return fn, ()
+    return compiled(model, ("logits",), build, x)(x, tf.zeros([0], tf.int32))
+
+
+def project_linf(x_adv, x, eps):
+    """Clip to the L-inf ball around ``x`` and to [0, 1] (intervals intersect since x is in [0, 1])."""
+    return tf.clip_by_value(tf.clip_by_value(x_adv, x - eps, x + eps), 0.0, 1.0)
+
+
+def bcast(v, x):
+    """Reshape a per-example vector so it broadcasts against images ``x``."""
+    return tf.reshape(v, tf.concat([[-1], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0))
+
+
+def linf_norm(d):
+    return tf.reduce_max(tf.abs(tf.reshape(d, [tf.shape(d)[0], -1])), axis=1)
+
+
+def true_and_best_other(logits, y):
+    """(z_y, max_{j != y} z_j) per example."""
+    onehot = tf.one_hot(y, tf.shape(logits)[-1], dtype=logits.dtype)
+    true = tf.reduce_sum(onehot * logits, axis=-1)
+    other = tf.reduce_max(tf.where(onehot > 0, tf.constant(-np.inf, logits.dtype), logits), axis=-1)
+    return true, other
+
+
+def seed_pair(seed, salt):
+    """A stateless-RNG seed; ``salt`` tells restarts / targets / batches apart."""
+    return tf.constant([int(seed) % (2 ** 31 - 1), int(salt) % (2 ** 31 - 1)], tf.int32)

@@ -1,0 +1,60 @@
+"""The tf.data plumbing shared by every dataset.
+
+Shuffling and capping happen on the raw (cheapest) element, decoding per element in a parallel map,
+and scaling plus augmentation once per batch. Nothing is repeated: one pass over `train` is one
+epoch, which is what Keras `fit` and the custom loops expect. Shuffle order and augmentation are
+seeded and re-drawn on every new iteration, so epochs differ but runs repeat (for a fixed global
+TF seed, which tf.data combines with the op seeds).
+"""
+import tensorflow as tf
+
+from birds_tf.data import augment as augment_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _to_float(images):
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32)
+
+
+def _finish(images, labels):
+    return images, tf.cast(labels, tf.int32)
+
+
+def eval_pipeline(ds, source, batch_size, limit):
+    """Capped, decoded, batched, [0, 1] float32; fixed order, no augmentation."""
+    if limit is not None:
+        ds = ds.take(limit)
+    if source.decode is not None:
+        ds = ds.map(source.decode, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    ds = ds.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def train_pipeline(ds, source, batch_size, limit, num_examples, seed, augment):
+    """Capped, reshuffled every epoch, decoded, batched, scaled, and augmented when asked."""
+    if limit is not None:
+        ds = ds.take(limit)
+    ds = ds.shuffle(max(1, num_examples), seed=seed, reshuffle_each_iteration=True)
+    if source.decode is not None:
+        ds = ds.map(source.decode, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    if augment:
+        # One fresh int64 per batch and per iteration; it seeds the stateless augmentation ops.
+        noise = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, noise))
+
+        def augment_fn(batch, batch_seed):
+            images, labels = batch
+            images = augment_lib.augment_batch(
+                _to_float(images), batch_seed, pad=source.pad, flip=source.flip,
+                rotate_degrees=source.rotate_degrees)
+            return _finish(images, labels)
+
+        ds = ds.map(augment_fn, num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

@@ -1,0 +1,294 @@
+"""Flying Bird (dynamic sparse PGD-AT) and Flying Bird+ (adaptive prune/grow) as a callback.
+
+Every ``delta_t`` iterations each masked layer drops its ``ceil(k * nnz)`` smallest-magnitude
+active weights and regrows as many inactive ones with the largest dense-gradient magnitude
+(RigL-style; the gradient of the current adversarial batch's cross-entropy with respect to
+``kernel * mask``, all-reduced over replicas). ``k`` follows a per-iteration cosine from 0.5 to
+0.005 over the whole run and updates never stop (official code notes, section 2). Flying Bird+
+watches the robust generalization gap and the validation robust loss once per epoch and, from
+``t_start`` on, prunes an extra ``ceil(0.4 k nnz)`` and/or grows ``int(1.05 x)`` of the regular
+count (notes, section 3.3: the paper's "0.4% / 0.05%" are these factors).
+
+The callback runs in cross-replica context (``on_train_batch_end``), so mask, kernel and
+momentum assignments reach every replica identically.
+"""
+import collections
+import math
+
+import gin
+import keras
+import numpy as np
+
+from birds_tf.sparsity import masks as masks_lib
+from birds_tf.training.optimizer import momentum_buffer
+
+GROWTH_MODES = ("gradient", "random")
+
+
+def cosine_k(step, total_steps, k_init=0.5, k_min=0.005):
+    """``k(t) = k_min + (k_init - k_min) (1 + cos(pi t / T)) / 2`` (torch CosineAnnealingLR)."""
+    return k_min + (k_init - k_min) * (1.0 + math.cos(math.pi * step / total_steps)) / 2.0
+
+
+def increasing_fraction(values, strict):
+    """Fraction of consecutive differences that increase (``>`` if strict, else ``>=``)."""
+    diffs = np.diff(np.asarray(values, dtype=np.float64))
+    if diffs.size == 0:
+        return 0.0
+    hits = diffs > 0 if strict else diffs >= 0
+    return float(hits.sum()) / diffs.size
+
+
+def fb_plus_triggers(gaps, losses, queue_length=5, threshold=0.5):
+    """(prune_more, grow_more) from full FIFO queues of per-epoch gap and validation loss.
+
+    The gap must strictly increase in at least ``threshold`` of the differences (over-fitting);
+    the validation robust loss must increase or stay equal (under-fitting), as the reference.
+    """
+    if len(gaps) < queue_length or len(losses) < queue_length:
+        return False, False
+    prune_more = increasing_fraction(list(gaps)[-queue_length:], strict=True) >= threshold
+    grow_more = increasing_fraction(list(losses)[-queue_length:], strict=False) >= threshold
+    return prune_more, grow_more
+
+
+def update_counts(nnz, numel, k, prune_more=False, grow_more=False, prune_ratio=0.4,
+                  growth_ratio=0.05):
+    """(removed, grown) for one layer: the rule's exact numbers, before capacity limits."""
+    regular = min(int(math.ceil(k * nnz)), nnz)
+    removed = regular
+    if prune_more:
+        removed = min(regular + int(math.ceil(k * prune_ratio * nnz)), nnz)
+    grown = regular
+    if grow_more:
+        grown = min(int(regular * (1.0 + growth_ratio)), numel)
+    return removed, grown
+
+
+def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
+                      prune_ratio=0.4, growth_ratio=0.05, growth="gradient", rng=None):
+    """New mask after one prune/grow step; ties are broken by position for reproducibility.
+
+    Returns ``(new_mask, pruned, grown)`` where ``pruned``/``grown`` are boolean arrays of the
+    positions switched off / on. Fully dense layers are left alone, as in the reference.
+    """
+    shape = mask.shape
+    mask = np.asarray(mask).reshape(-1) > 0.5
+    numel = mask.size
+    nnz = int(mask.sum())
+    none = np.zeros(numel, bool)
+    if nnz == numel or nnz == 0:
+        return mask.reshape(shape).astype(np.float32), none.reshape(shape), none.reshape(shape)
+    removed, grown = update_counts(nnz, numel, k, prune_more, grow_more, prune_ratio,
+                                   growth_ratio)
+    magnitude = np.abs(np.asarray(weights, np.float64).reshape(-1))
+    score = np.where(mask, magnitude, np.inf)
+    drop = np.argsort(score, kind="stable")[:removed]
+    new_mask = mask.copy()
+    new_mask[drop] = False
+    candidates = np.flatnonzero(~new_mask)
+    grown = min(grown, candidates.size)
+    if growth == "gradient":
+        g = np.abs(np.asarray(grad, np.float64).reshape(-1))[candidates]
+        chosen = candidates[np.argsort(-g, kind="stable")[:grown]]
+    else:
+        rng = rng if rng is not None else np.random.default_rng()
+        chosen = rng.choice(candidates, size=grown, replace=False)
+    new_mask[chosen] = True
+    pruned = mask & ~new_mask
+    grown_mask = ~mask & new_mask
+    # A just-pruned weight that is regrown counts as grown (it restarts from zero).
+    regrown = np.zeros(numel, bool)
+    regrown[chosen] = True
+    regrown &= mask
+    return (new_mask.reshape(shape).astype(np.float32), pruned.reshape(shape),
+            (grown_mask | regrown).reshape(shape))
+
+
+@gin.configurable
+class DynamicSparsity(keras.callbacks.Callback):
+    """Flying Bird (``plus=False``) or Flying Bird+ (``plus=True``) mask updates during ``fit``.
+
+    Works with any model whose masked layers come from birds_tf (``birds_tf.sparsify`` converts
+    a user's model); gradient growth needs the ``AdversarialModel`` trainer, which records the
+    dense gradients. Defaults are the paper's; ``delta_t_late`` and ``growth='random'`` give the
+    reference code's behaviour (``gin/fb_plus_resnet18_official_code.gin``).
+    """
+
+    def __init__(self, plus=False, delta_t=2000, delta_t_late=None, k_init=0.5, k_min=0.005,
+                 growth="gradient", prune_ratio=0.4, growth_ratio=0.05, threshold=0.5,
+                 queue_length=5, t_start=None, total_steps=None, seed=0, verbose=True):
+        super().__init__()
+        _check_int("delta_t", delta_t, 1)
+        if delta_t_late is not None:
+            _check_int("delta_t_late", delta_t_late, 1)
+        _check_int("queue_length", queue_length, 2)
+        if growth not in GROWTH_MODES:
+            raise ValueError(f"Unknown growth mode {growth!r}; allowed: {GROWTH_MODES}.")
+        if not 0.0 < k_init <= 1.0 or not 0.0 <= k_min <= k_init:
+            raise ValueError(f"Need 0 <= k_min <= k_init <= 1, got k_init={k_init!r}, "
+                             f"k_min={k_min!r}.")
+        for name, value in (("prune_ratio", prune_ratio), ("growth_ratio", growth_ratio),
+                            ("threshold", threshold)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
+        if t_start is not None:
+            _check_int("t_start", t_start, 0)
+        if total_steps is not None:
+            _check_int("total_steps", total_steps, 1)
+        self.plus = bool(plus)
+        self.delta_t = int(delta_t)
+        self.delta_t_late = delta_t_late
+        self.k_init, self.k_min = float(k_init), float(k_min)
+        self.growth = growth
+        self.prune_ratio, self.growth_ratio = float(prune_ratio), float(growth_ratio)
+        self.threshold = float(threshold)
+        self.queue_length = int(queue_length)
+        self.t_start = t_start
+        self.total_steps = total_steps
+        self.seed = seed
+        self.verbose = verbose
+        self.step = 0
+        self.epoch = 0
+        self.gaps = collections.deque(maxlen=self.queue_length)
+        self.losses = collections.deque(maxlen=self.queue_length)
+        self.prune_more = self.grow_more = False
+        self.events = []
+        self.updates = 0
+        self._epoch_updates = 0
+        self._rng = np.random.default_rng(seed)
+        self._epochs = None
+
+    # -- schedule --------------------------------------------------------------------------------
+    def _total(self):
+        if self.total_steps is not None:
+            return self.total_steps
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if not steps or not epochs:
+            raise ValueError("DynamicSparsity needs total_steps when fit() does not know the "
+                             "number of steps per epoch (pass total_steps=epochs*steps).")
+        return int(steps) * int(epochs)
+
+    def current_delta_t(self):
+        """``delta_t``, or the reference's ``delta_t_late`` after half of training."""
+        epochs = (self.params or {}).get("epochs") or self._epochs
+        if self.delta_t_late is not None and epochs and self.epoch > epochs / 2:
+            return int(self.delta_t_late)
+        return self.delta_t
+
+    def k(self, step=None):
+        return cosine_k(self.step if step is None else step, self._total(), self.k_init,
+                        self.k_min)
+
+    # -- Keras hooks ------------------------------------------------------------------------------
+    def set_model(self, model):
+        super().set_model(model)
+        self._layers = masks_lib.masked_layers(getattr(model, "net", model))
+        if not self._layers:
+            raise ValueError("DynamicSparsity found no masked layers; build the model from "
+                             "birds_tf.models or convert it with birds_tf.sparsify(model).")
+        if self.growth == "gradient":
+            if not hasattr(model, "enable_dense_gradients"):
+                raise ValueError("Gradient growth needs dense gradients from the training step: "
+                                 "wrap the classifier in birds_tf.AdversarialModel, or use "
+                                 "growth='random'.")
+            model.enable_dense_gradients()
+
+    def on_train_begin(self, logs=None):
+        self._epochs = (self.params or {}).get("epochs")
+        if self.t_start is None and self._epochs:
+            self.t_start = int(self._epochs) // 2
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self._epoch_updates = 0
+        if self.plus and self.t_start is not None and epoch >= self.t_start:
+            self.prune_more, self.grow_more = fb_plus_triggers(
+                self.gaps, self.losses, self.queue_length, self.threshold)
+        else:
+            self.prune_more = self.grow_more = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.growth == "gradient":
+            due = (self.step + 1) % self.current_delta_t() == 0
+            self.model.request_dense_gradients(due)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.current_delta_t() == 0:
+            self.update_masks()
+            if self.growth == "gradient":
+                self.model.request_dense_gradients(False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if self.plus and "train_ra" in logs and "val_ra" in logs:
+            self.gaps.append(float(logs["train_ra"]) - float(logs["val_ra"]))
+            self.losses.append(float(logs.get("val_robust_loss", np.nan)))
+        logs["k"] = self.k()
+        logs["mask_updates"] = float(self._epoch_updates)
+        logs["prune_more"] = float(self.prune_more)
+        logs["grow_more"] = float(self.grow_more)
+        for layer in self._layers:
+            logs[f"density/{layer.name}"] = masks_lib.layer_density(layer)
+
+    # -- the update -------------------------------------------------------------------------------
+    def _optimizer(self):
+        opt = getattr(self.model, "optimizer", None)
+        return getattr(opt, "inner_optimizer", opt)
+
+    def update_masks(self):
+        """One prune-and-grow step on every masked layer (public for custom loops and tests)."""
+        k = self.k()
+        optimizer = self._optimizer()
+        before = after = 0
+        for layer in self._layers:
+            kernel = np.asarray(layer.kernel.numpy())
+            mask = np.asarray(layer.mask.numpy())
+            grad = None
+            if self.growth == "gradient":
+                grad = np.asarray(self.model.dense_gradient(layer).numpy())
+            new_mask, pruned, grown = update_layer_mask(
+                kernel * mask, mask, grad, k, self.prune_more, self.grow_more, self.prune_ratio,
+                self.growth_ratio, self.growth, self._rng)
+            keep = (new_mask > 0) & ~pruned & ~grown
+            layer.mask.assign(new_mask.astype(np.float32))
+            layer.kernel.assign(kernel * keep)
+            if optimizer is not None and getattr(optimizer, "built", False):
+                try:
+                    buf = momentum_buffer(optimizer, layer.kernel)
+                except ValueError:
+                    buf = None
+                if buf is not None:
+                    buf.assign(np.asarray(buf.numpy()) * keep)
+            before += int(mask.sum())
+            after += int(new_mask.sum())
+        self.updates += 1
+        self._epoch_updates += 1
+        event = {"step": self.step, "epoch": self.epoch + 1, "k": k, "nnz_before": before,
+                 "nnz_after": after, "prune_more": bool(self.prune_more),
+                 "grow_more": bool(self.grow_more)}
+        self.events.append(event)
+        return event
+
+    # -- checkpointed state -------------------------------------------------------------------------
+    def get_state(self):
+        return {"step": self.step, "epoch": self.epoch, "gaps": list(self.gaps),
+                "losses": list(self.losses), "events": self.events, "updates": self.updates,
+                "t_start": self.t_start, "rng": self._rng.bit_generator.state}
+
+    def set_state(self, state):
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.gaps = collections.deque(state["gaps"], maxlen=self.queue_length)
+        self.losses = collections.deque(state["losses"], maxlen=self.queue_length)
+        self.events = list(state["events"])
+        self.updates = int(state["updates"])
+        self.t_start = state.get("t_start", self.t_start)
+        self._rng.bit_generator.state = state["rng"]
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
