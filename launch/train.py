@@ -29,18 +29,26 @@ flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
+def run(gin_files, gin_bindings, workdir, strategy="default", overwrite=False,
+        deterministic=False, verbose=None):
+    """What ``main`` does, callable from tests and scripts; returns the results dict."""
+    config_text = common.parse_gin(gin_files, gin_bindings)
+    common.claim_workdir(workdir, config_text, overwrite)
+    if deterministic:
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+    strategy = common.make_strategy(strategy)
+    from birds_tf.training.experiment import train_eval
+    results = train_eval(workdir, strategy=strategy, verbose=verbose)
+    common.write_operative_config(workdir)
+    return results
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    config_text = common.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
-    common.claim_workdir(FLAGS.workdir, config_text, FLAGS.overwrite)
-    if FLAGS.deterministic:
-        import tensorflow as tf
-        tf.config.experimental.enable_op_determinism()
-    strategy = common.make_strategy(FLAGS.strategy)
-    from birds_tf.training.experiment import train_eval
-    results = train_eval(FLAGS.workdir, strategy=strategy)
-    common.write_operative_config(FLAGS.workdir)
+    results = run(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.workdir, FLAGS.strategy,
+                  FLAGS.overwrite, FLAGS.deterministic)
     print(common.results_row(results))
 
 

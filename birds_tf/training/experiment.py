@@ -88,7 +88,10 @@ class Config:
         if self.mixed_precision not in MIXED_POLICIES:
             raise ValueError(f"mixed_precision must be one of {MIXED_POLICIES}, got "
                              f"{self.mixed_precision!r}.")
-        # Attack settings raise with the offending value themselves.
+        # Attack settings raise with the offending value themselves; PGD-AT needs >= 1 step.
+        from birds_tf.attacks import pgd
+        pgd.validate(self.train_eps, self.train_step_size, self.train_steps)
+        pgd.validate(self.eval_eps, self.eval_step_size, self.eval_steps)
         self.train_attack()
         self.eval_attack()
         return self

@@ -1,0 +1,106 @@
+"""The launcher end to end on tfds mock CIFAR-10 and on digits, and the refusals before work."""
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import pytest
+import tensorflow_datasets as tfds
+
+from birds_tf.training import callbacks as cb
+from launch import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["train_eval.arch_kwargs = {'width': 4}", "train_eval.epochs = 1",
+        "train_eval.batch_size = 8", "train_eval.max_train = 16", "train_eval.max_eval = 8",
+        "train_eval.train_steps = 1", "train_eval.eval_steps = 1", "train_eval.milestones = ()"]
+RESULT_KEYS = {"method", "arch", "dataset", "epochs", "best_epoch", "target_sparsity",
+               "final_sparsity", "ra_best", "ra_final", "ra_diff", "sa_best", "sa_final",
+               "sa_diff", "train_ra_final", "test_ra_final", "rgg_final"}
+
+
+@pytest.fixture(autouse=True)
+def _gin_and_cwd(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def _run(workdir, files, bindings, **kwargs):
+    return train.run([os.path.join(ROOT, f) for f in files], bindings, str(workdir), verbose=0,
+                     **kwargs)
+
+
+def test_two_steps_on_mock_cifar10_write_every_file(tmp_path):
+    workdir = tmp_path / "dense"
+    with tfds.testing.mock_data(num_examples=24):
+        results = _run(workdir, ["gin/dense_resnet18.gin"], TINY)
+    for name in ("config.gin", "operative_config.gin", "metrics.csv", "results.json",
+                 "checkpoints/best.keras", "checkpoints/final.keras",
+                 "checkpoints/resume/state.json"):
+        assert (workdir / name).exists(), name
+    assert any((workdir / "tensorboard").rglob("events.out.tfevents*"))
+    on_disk = json.loads((workdir / "results.json").read_text())
+    assert RESULT_KEYS <= set(on_disk)
+    assert on_disk["dataset"] == "cifar10" and on_disk["final_sparsity"] == 0.0
+    assert on_disk["rgg_final"] == pytest.approx(on_disk["train_ra_final"] -
+                                                 on_disk["test_ra_final"])
+    rows = cb.read_metrics_csv(str(workdir / "metrics.csv"))
+    assert len(rows) == 1
+    assert set(cb.METRIC_COLUMNS) - {"test_robust_loss"} <= set(rows[0])
+    assert "train_eval.dataset = 'cifar10'" in (workdir / "operative_config.gin").read_text()
+    assert results["ra_best"] == on_disk["ra_best"]
+
+
+def test_rerun_is_idempotent_and_a_different_config_is_refused(tmp_path):
+    workdir = tmp_path / "run"
+    bindings = TINY + ["train_eval.max_train = 8"]
+    first = _run(workdir, ["gin/quickstart.gin"], bindings)
+    results_before = (workdir / "results.json").read_text()
+    gin.clear_config()
+    again = _run(workdir, ["gin/quickstart.gin"], bindings)  # finished: reused, not retrained
+    assert again == first and (workdir / "results.json").read_text() == results_before
+    gin.clear_config()
+    with pytest.raises(ValueError, match="different config.*--overwrite"):
+        _run(workdir, ["gin/quickstart.gin"], bindings + ["train_eval.lr = 0.2"])
+    assert (workdir / "results.json").read_text() == results_before
+    gin.clear_config()
+    _run(workdir, ["gin/quickstart.gin"], bindings + ["train_eval.lr = 0.2"], overwrite=True)
+    backups = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(backups) == 1 and (backups[0] / "results.json").read_text() == results_before
+
+
+@pytest.mark.parametrize("binding,match", [
+    ("train_eval.dataset = 'mnist'", "Unknown dataset 'mnist'"),
+    ("train_eval.train_eps = -0.1", "eps must be a number >= 0.*-0.1"),
+    ("train_eval.train_steps = 0", "steps must be an integer >= 1, got 0"),
+    ("train_eval.eval_steps = 0", "steps must be an integer >= 1, got 0"),
+    ("train_eval.arch = 'resnet9'", "Unknown architecture 'resnet9'"),
+    ("train_eval.method = 'lottery'", "Unknown method 'lottery'"),
+    ("train_eval.milestones = (5,)", "milestone 5 is outside 1..epochs"),
+    ("train_eval.sparsity = 1.0", r"sparsity must be in \[0, 1\)"),
+    ("train_eval.epochs = 0", "epochs must be an integer >= 1, got 0"),
+])
+def test_bad_input_is_refused_before_training(tmp_path, binding, match):
+    workdir = tmp_path / "bad"
+    with pytest.raises(ValueError, match=match):
+        _run(workdir, ["gin/quickstart.gin"], TINY + [binding])
+    assert not (workdir / "metrics.csv").exists()
+
+
+def test_unknown_gin_binding_fails_from_the_command_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart.gin",
+         "--gin_bindings=train_eval.learning_rate = 0.1", f"--workdir={tmp_path / 'x'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "learning_rate" in proc.stderr
+    assert not (tmp_path / "x" / "metrics.csv").exists()
+
+
+def test_missing_cifar_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
+        _run(tmp_path / "w", ["gin/dense_resnet18.gin"],
+             TINY + [f"train_eval.data_dir = '{tmp_path / 'nodata'}'"])
