@@ -218,3 +218,18 @@ def test_prune_at_init_errors():
         scorers.prune_at_init(model, 0.5, "magnitude", schedule="cosine")
     with pytest.raises(ValueError, match="snip"):
         scorers.prune_at_init(model, 0.5, "snip")
+
+
+def test_synflow_on_shape_that_crashes_onednn_at_batch_one():
+    # TF 2.21's oneDNN conv backprop corrupts the heap for a batch of one through a 1x1
+    # stride-2 conv on 32x32 inputs with few channels; synflow_scores must not go there.
+    inp = keras.Input((32, 32, 4))
+    x = MaskedConv2D(8, 1, strides=2, use_bias=False, name="short")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, MaskedDense(2, use_bias=False, name="head")(x))
+    s = scorers.synflow_scores(model)
+    k1 = np.abs(model.get_layer("short").kernel.numpy())[0, 0]
+    k2 = np.abs(model.get_layer("head").kernel.numpy())
+    # Every pooled pixel equals 1^T |k1|, so R = 1^T |k1| |k2| 1 as in the linear case.
+    np.testing.assert_allclose(s["short"][0, 0], k1 * k2.sum(1)[None, :], rtol=1e-5)
+    np.testing.assert_allclose(s["head"], k2 * k1.sum(0)[:, None], rtol=1e-5)

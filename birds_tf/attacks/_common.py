@@ -9,6 +9,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+# A model that blocks the input gradient (a masking defence) must yield zeros, not a crash.
+ZERO_GRAD = tf.UnconnectedGradients.ZERO
+
 
 def check_eps(eps, name="eps"):
     """A float >= 0; refuse anything else up front with the offending value in the message."""

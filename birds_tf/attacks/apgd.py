@@ -45,7 +45,7 @@ def _apgd_core(model, x, y, y_target, x_init, eps, n_iter, loss, rho):
             logits = tf.cast(model(x_adv, training=False), tf.float32)
             per_example = _per_example_loss(logits, y, y_target, loss)
             total = tf.reduce_sum(per_example)
-        grad = tape.gradient(total, x_adv)
+        grad = tape.gradient(total, x_adv, unconnected_gradients=_common.ZERO_GRAD)
         pred_ok = tf.argmax(logits, axis=-1, output_type=tf.int32) == y
         return per_example, grad, pred_ok
 

@@ -45,7 +45,7 @@ def _cw_core(model, x, y, const, steps, lr, confidence, beta1=0.9, beta2=0.999, 
             l2 = tf.reduce_sum(tf.reshape(tf.square(x_new - x_ref), [tf.shape(x)[0], -1]), axis=1)
             f = tf.maximum(true - other, -confidence)
             total = tf.reduce_sum(l2 + const * f)
-        grad = tape.gradient(total, w)
+        grad = tape.gradient(total, w, unconnected_gradients=_common.ZERO_GRAD)
         # The iterate is judged before it is updated (as in Carlini's code).
         better = success(logits) & (l2 < best_l2)
         best_l2 = tf.where(better, l2, best_l2)

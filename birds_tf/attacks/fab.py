@@ -77,7 +77,7 @@ def _fab_core(model, x, y, y_target, seed, use_rand_start, eps, n_iter, alpha_ma
             logits = tf.cast(model(x1, training=False), tf.float32)
             diff = tf.gather(logits, y_target, batch_dims=1) - tf.gather(logits, y, batch_dims=1)
             total = tf.reduce_sum(diff)
-        grad = flat(tape.gradient(total, x1))
+        grad = flat(tape.gradient(total, x1, unconnected_gradients=_common.ZERO_GRAD))
         x1f = flat(x1)
         offset = -diff + tf.reduce_sum(grad * x1f, 1)  # boundary: grad.z = offset
         d = project_linf_hyperplane_box(tf.concat([x1f, x0], 0), tf.concat([grad, grad], 0),

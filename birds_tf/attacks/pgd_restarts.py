@@ -22,7 +22,7 @@ def _pgd_core(model, x, y, seed, eps, step_size, steps, loss, random_start):
         with tf.GradientTape() as tape:
             tape.watch(delta)
             value = attack_loss(model(x + delta, training=False), y, loss)
-        grad = tape.gradient(value, delta)
+        grad = tape.gradient(value, delta, unconnected_gradients=_common.ZERO_GRAD)
         delta = tf.clip_by_value(delta + step_size * tf.sign(grad), -eps, eps)
         return i + 1, tf.clip_by_value(x + delta, 0.0, 1.0) - x
 

@@ -275,7 +275,8 @@ class DynamicSparsity(keras.callbacks.Callback):
     # -- checkpointed state -------------------------------------------------------------------------
     def get_state(self):
         return {"step": self.step, "epoch": self.epoch, "gaps": list(self.gaps),
-                "losses": list(self.losses), "events": self.events, "updates": self.updates,
+                "losses": list(self.losses), "events": [dict(e) for e in self.events],
+                "updates": self.updates,
                 "t_start": self.t_start, "rng": self._rng.bit_generator.state}
 
     def set_state(self, state):

@@ -160,7 +160,7 @@ def synflow_scores(model, input_shape=None):
     included, and restores the signs afterwards. Here every floating-point variable of the model
     (kernels, biases, BN gamma/beta/moving mean/moving variance) is replaced by its absolute
     value, the model runs once in inference mode (so BN uses those absolute moving statistics and
-    nothing is updated) on a single all-ones input, and the original values are assigned back in
+    nothing is updated) on an all-ones input (the reference's ``1 x C x H x W``), and the original values are assigned back in
     a ``finally`` block. Masks stay as they are. No normalisation, as in the reference.
     """
     layers = _layers(model)
@@ -176,9 +176,13 @@ def synflow_scores(model, input_shape=None):
     try:
         for v, value in zip(variables, saved):
             v.assign(np.abs(value))
-        ones = tf.ones((1,) + input_shape, dtype=model.inputs[0].dtype)
+        # Two identical rows, R from the first only: the same gradient as a batch of one (BN
+        # runs on moving statistics, so rows do not interact), but it avoids a oneDNN heap
+        # corruption in TF 2.21's CPU conv backprop at batch 1 (1x1 stride-2 conv, <= 8
+        # channels, 32x32: "free(): invalid next size").
+        ones = tf.ones((2,) + input_shape, dtype=model.inputs[0].dtype)
         with tf.GradientTape() as tape:
-            r = tf.reduce_sum(tf.cast(model(ones, training=False), tf.float64))
+            r = tf.reduce_sum(tf.cast(model(ones, training=False)[:1], tf.float64))
         grads = tape.gradient(r, kernels)
         scores = {layer.name: np.abs(_np(g) * _effective(layer))
                   for layer, g in zip(layers, grads)}
