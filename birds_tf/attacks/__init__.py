@@ -10,6 +10,6 @@ from birds_tf.attacks.sanity import sanity_checks
 from birds_tf.attacks.square import square
 from birds_tf.attacks.transfer import transfer_attack
 
-__all__ = ["pgd_linf", "attack_loss", "pgd_restarts", "cw_inf", "cw_l2", "apgd", "apgd_targeted", "apgd_single_run",
-           "fab_t", "square", "autoattack", "AutoAttackResult", "STANDARD", "transfer_attack",
-           "ATTACKS", "run_attack", "sanity_checks"]
+__all__ = ["pgd_linf", "attack_loss", "pgd_restarts", "cw_inf", "cw_l2", "apgd", "apgd_targeted",
+           "apgd_single_run", "fab_t", "square", "autoattack", "AutoAttackResult", "STANDARD",
+           "transfer_attack", "ATTACKS", "run_attack", "sanity_checks"]

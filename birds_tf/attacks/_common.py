@@ -4,6 +4,7 @@ Every attack core is a ``tf.function`` built once per (model, settings, image sh
 ``None`` batch dimension, so batches of any size (AutoAttack's shrinking robust subsets included)
 reuse one trace instead of retracing.
 """
+import inspect
 import weakref
 
 import numpy as np
@@ -45,20 +46,31 @@ def as_inputs(x, y):
 _CACHE = {}
 
 
-def compiled(model, key, build, example_x):
-    """The ``tf.function`` of ``build()``, cached per model, settings and image shape.
+def _weak(model):
+    """A weak reference, so the cache never keeps a model (and its graphs) alive."""
+    if inspect.ismethod(model):
+        return weakref.WeakMethod(model)
+    return weakref.ref(model)
 
-    ``build()`` returns ``(fn, extra_specs)``: ``fn(x, y, *extra)`` takes images, int32 labels and
-    further tensors described by the TensorSpecs in ``extra_specs``.
+
+def compiled(model, key, build, example_x):
+    """The ``tf.function`` of ``build(get_model)``, cached per model, settings and image shape.
+
+    ``build`` returns ``(fn, extra_specs)``: ``fn(x, y, *extra)`` takes images, int32 labels and
+    further tensors described by the TensorSpecs in ``extra_specs``, and reaches the model only
+    through ``get_model()`` (a weak reference), so a dropped model frees its compiled attacks.
     """
+    for stale in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[stale]
     shape = tuple(example_x.shape[1:])
     full_key = (id(model), key, shape)
     entry = _CACHE.get(full_key)
     if entry is None or entry[0]() is not model:
-        fn, extra = build()
+        ref = _weak(model)
+        fn, extra = build(ref)
         signature = [tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
         signature += list(extra)
-        entry = (weakref.ref(model), tf.function(fn, input_signature=signature))
+        entry = (ref, tf.function(fn, input_signature=signature))
         _CACHE[full_key] = entry
     return entry[1]
 
@@ -67,9 +79,9 @@ def predict_labels(model, x, batch_size=None):
     """Arg-max predictions, in eval mode, through a cached compiled forward pass."""
     x = tf.convert_to_tensor(x, tf.float32)
 
-    def build():
+    def build(get_model):
         def fn(x, y):
-            return tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
+            return tf.argmax(get_model()(x, training=False), axis=-1, output_type=tf.int32)
         return fn, ()
     fn = compiled(model, ("predict",), build, x)
     dummy = tf.zeros([0], tf.int32)
@@ -82,15 +94,16 @@ def predict_labels(model, x, batch_size=None):
 def logits_of(model, x):
     x = tf.convert_to_tensor(x, tf.float32)
 
-    def build():
+    def build(get_model):
         def fn(x, y):
-            return tf.cast(model(x, training=False), tf.float32)
+            return tf.cast(get_model()(x, training=False), tf.float32)
         return fn, ()
     return compiled(model, ("logits",), build, x)(x, tf.zeros([0], tf.int32))
 
 
 def project_linf(x_adv, x, eps):
-    """Clip to the L-inf ball around ``x`` and to [0, 1] (intervals intersect since x is in [0, 1])."""
+    """Clip to the L-inf ball around ``x``, then to [0, 1]: the intervals intersect (x is in the
+    box), so the two clips equal one projection onto the intersection."""
     return tf.clip_by_value(tf.clip_by_value(x_adv, x - eps, x + eps), 0.0, 1.0)
 
 

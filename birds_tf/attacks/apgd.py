@@ -111,9 +111,9 @@ def random_start(x, eps, seed):
 
 
 def _compiled_core(model, x, n_iter, loss, rho):
-    def build():
+    def build(get_model):
         def fn(x, y, y_target, x_init, eps):
-            return _apgd_core(model, x, y, y_target, x_init, eps, n_iter, loss, rho)
+            return _apgd_core(get_model(), x, y, y_target, x_init, eps, n_iter, loss, rho)
         return fn, (tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,) + tuple(x.shape[1:])),
                     tf.TensorSpec((), tf.float32))
     return _common.compiled(model, ("apgd", n_iter, loss, rho), build, x)

@@ -43,7 +43,13 @@ def autoattack(model, x, y, eps=8 / 255, attacks=STANDARD, n_iter=100, n_restart
                n_target_classes=9, n_queries=5000, options=None, seed=0, batch_size=None,
                checks=True, return_details=False):
     """Adversarial images from the AutoAttack cascade (an ``AutoAttackResult`` if
-    ``return_details``). ``options`` maps an attack name to keyword overrides for it."""
+    ``return_details``).
+
+    ``n_iter`` sets APGD-CE, APGD-T and FAB-T iterations, ``n_restarts`` APGD-CE's restarts,
+    ``n_target_classes`` APGD-T's and FAB-T's targets, ``n_queries`` Square's budget; ``options``
+    maps an attack name to further keyword overrides for it. ``batch_size`` bounds how many
+    examples one attack call sees; ``checks`` runs AutoAttack's own sanity checks.
+    """
     eps = _common.check_eps(eps)
     unknown = [a for a in attacks if a not in _FUNCS]
     if unknown:
@@ -68,7 +74,7 @@ def autoattack(model, x, y, eps=8 / 255, attacks=STANDARD, n_iter=100, n_restart
         warnings += sanity.check_n_classes(n_classes, attacks,
                                            settings["apgd-t"]["n_target_classes"],
                                            settings["fab-t"]["n_target_classes"])
-    ra_after = {"clean": 100.0 * robust.mean() if n else 0.0}
+    ra_after = {"clean": float(100.0 * robust.mean()) if n else 0.0}
     start = time.time()
     for name in attacks:
         idx = np.flatnonzero(robust)
@@ -76,13 +82,13 @@ def autoattack(model, x, y, eps=8 / 255, attacks=STANDARD, n_iter=100, n_restart
             break
         for lo in range(0, idx.size, max(chunk, 1)):
             part = idx[lo:lo + chunk]
-            adv = _FUNCS[name](model, tf.gather(x, part), tf.gather(y, part), eps=eps, seed=seed,
-                               **settings[name]).numpy()
+            kwargs = {"eps": eps, "seed": seed, **settings[name]}
+            adv = _FUNCS[name](model, tf.gather(x, part), tf.gather(y, part), **kwargs).numpy()
             adv = _common.project_linf(adv, tf.gather(x, part), eps).numpy()
             fooled = _common.predict_labels(model, adv).numpy() != y_np[part]
             robust[part[fooled]] = False
             x_adv[part[fooled]] = adv[fooled]
-        ra_after[name] = 100.0 * robust.mean()
+        ra_after[name] = float(100.0 * robust.mean())
         absl_logging.info("AutoAttack: robust accuracy after %s: %.2f%% (%.1f s)", name,
                           ra_after[name], time.time() - start)
     if checks:

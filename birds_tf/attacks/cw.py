@@ -80,9 +80,9 @@ def cw_l2(model, x, y, c=0.1, steps=100, learning_rate=0.01, binary_search_steps
     confidence = _common.check_eps(confidence, "confidence")
     x, y = _common.as_inputs(x, y)
 
-    def build():
+    def build(get_model):
         def fn(x, y, const):
-            return _cw_core(model, x, y, const, steps, learning_rate, confidence)
+            return _cw_core(get_model(), x, y, const, steps, learning_rate, confidence)
         return fn, (tf.TensorSpec((None,), tf.float32),)
     core = _common.compiled(model, ("cw_l2", steps, learning_rate, confidence), build, x)
 

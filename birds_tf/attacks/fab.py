@@ -105,7 +105,7 @@ def _fab_core(model, x, y, y_target, seed, use_rand_start, eps, n_iter, alpha_ma
 
 def fab_t(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, n_target_classes=9, alpha_max=0.1,
           eta=1.05, beta=0.9, seed=0):
-    """Targeted FAB (L-inf); returns adversarial images (clean images where it found none in eps)."""
+    """Targeted FAB (L-inf); returns adversarial images (the clean image where none is in eps)."""
     eps = _common.check_eps(eps)
     n_iter = _common.check_positive_int(n_iter, "n_iter")
     n_restarts = _common.check_positive_int(n_restarts, "n_restarts")
@@ -119,9 +119,9 @@ def fab_t(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, n_target_classes=9
                              n_target_classes, n_classes - 1, n_classes - 1)
         n_target_classes = n_classes - 1
 
-    def build():
+    def build(get_model):
         def fn(x, y, y_target, seed, use_rand_start, eps):
-            return _fab_core(model, x, y, y_target, seed, use_rand_start, eps, n_iter,
+            return _fab_core(get_model(), x, y, y_target, seed, use_rand_start, eps, n_iter,
                              float(alpha_max), float(eta), float(beta))
         return fn, (tf.TensorSpec((None,), tf.int32), tf.TensorSpec((2,), tf.int32),
                     tf.TensorSpec((), tf.bool), tf.TensorSpec((), tf.float32))

@@ -39,14 +39,24 @@ def attack_loss(logits, y, loss="ce"):
 
 
 def pgd_linf_graph(model, x, y, eps, step_size, steps, random_start=True, training=False,
-                   loss="ce"):
-    """The attack as graph-friendly ops; call it inside a ``tf.function`` (e.g. ``train_step``)."""
+                   loss="ce", rng=None, seed=None):
+    """The attack as graph-friendly ops; call it inside a ``tf.function`` (e.g. ``train_step``).
+
+    ``rng`` (a ``tf.random.Generator``) makes the random start checkpointable, so a resumed run
+    draws the same starts as an uninterrupted one; ``seed`` (a shape-[2] int tensor) makes it a
+    pure function of the seed, which evaluation uses so every epoch's figures are repeatable.
+    """
     x = tf.convert_to_tensor(x)
     x = tf.cast(x, tf.float32)
     eps = tf.cast(eps, x.dtype)
     step_size = tf.cast(step_size, x.dtype)
     if random_start:
-        delta = tf.random.uniform(tf.shape(x), -eps, eps, dtype=x.dtype)
+        if seed is not None:
+            delta = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps, dtype=x.dtype)
+        elif rng is not None:
+            delta = rng.uniform(tf.shape(x), -eps, eps, dtype=x.dtype)
+        else:
+            delta = tf.random.uniform(tf.shape(x), -eps, eps, dtype=x.dtype)
         delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
     else:
         delta = tf.zeros_like(x)

@@ -33,15 +33,18 @@ def _pgd_core(model, x, y, seed, eps, step_size, steps, loss, random_start):
 
 def pgd_restarts(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts=1, loss="ce",
                  random_start=True, seed=0):
-    """L-inf PGD with ``restarts`` random restarts; returns adversarial images (a tf.Tensor)."""
+    """L-inf PGD with ``restarts`` random restarts; returns adversarial images (a tf.Tensor).
+
+    Without a random start every restart would repeat the first, so only one run is made.
+    """
     validate(eps, step_size, steps, loss)
     restarts = _common.check_positive_int(restarts, "restarts")
     eps, step_size = float(eps), float(step_size)
     x, y = _common.as_inputs(x, y)
 
-    def build():
+    def build(get_model):
         def fn(x, y, seed, eps, step_size):
-            return _pgd_core(model, x, y, seed, eps, step_size, steps, loss, random_start)
+            return _pgd_core(get_model(), x, y, seed, eps, step_size, steps, loss, random_start)
         return fn, (tf.TensorSpec((2,), tf.int32), tf.TensorSpec((), tf.float32),
                     tf.TensorSpec((), tf.float32))
     core = _common.compiled(model, ("pgd", steps, loss, bool(random_start)), build, x)
@@ -62,5 +65,5 @@ def pgd_restarts(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts
 
 def cw_inf(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts=1, random_start=True,
            seed=0):
-    """CW-inf: PGD on the margin ``max_{j!=y} z_j - z_y`` (the paper's CW-inf is assumed to be this)."""
+    """CW-inf: PGD on the margin ``max_{j!=y} z_j - z_y`` (assumed to be the paper's CW-inf)."""
     return pgd_restarts(model, x, y, eps, step_size, steps, restarts, "cw", random_start, seed)

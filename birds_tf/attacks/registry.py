@@ -40,7 +40,7 @@ def names():
 
 
 def lookup(name):
-    if name not in ATTACKS:
+    if not isinstance(name, str) or name not in ATTACKS:
         raise ValueError(f"Unknown attack {name!r}; allowed: {list(ATTACKS)}.")
     return ATTACKS[name]
 
@@ -89,8 +89,8 @@ def run_attack(name, model, x, y, eps=8 / 255, batch_size=256, return_adv=False,
     robust = np.concatenate(robust).astype(np.bool_) if robust else np.zeros(0, np.bool_)
     clean = np.concatenate(clean) if clean else np.zeros(0, np.bool_)
     n = int(robust.size)
-    out = dict(robust_accuracy=100.0 * robust.mean() if n else 0.0,
-               clean_accuracy=100.0 * clean.mean() if n else 0.0,
+    out = dict(robust_accuracy=float(100.0 * robust.mean()) if n else 0.0,
+               clean_accuracy=float(100.0 * clean.mean()) if n else 0.0,
                n=n, seconds=time.time() - start, robust=robust, name=name, eps=eps)
     if return_adv:
         out["x_adv"] = np.concatenate(advs) if advs else x.numpy()

@@ -90,9 +90,9 @@ def square(model, x, y, eps=8 / 255, n_queries=5000, p_init=0.8, n_restarts=1, s
     if x.shape.rank != 4:
         raise ValueError(f"Square expects NHWC image batches, got shape {tuple(x.shape)}.")
 
-    def build():
+    def build(get_model):
         def fn(x, y, seed, eps):
-            return _square_core(model, x, y, seed, eps, n_queries, float(p_init),
+            return _square_core(get_model(), x, y, seed, eps, n_queries, float(p_init),
                                 bool(resc_schedule))
         return fn, (tf.TensorSpec((2,), tf.int32), tf.TensorSpec((), tf.float32))
     core = _common.compiled(model, ("square", n_queries, float(p_init), bool(resc_schedule)),

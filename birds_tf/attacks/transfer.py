@@ -41,6 +41,6 @@ def transfer_attack(source, target, x, y, attack, batch_size=256, **attack_kwarg
     robust_t = np.concatenate(robust_t) if robust_t else np.zeros(0, np.bool_)
     robust_s = np.concatenate(robust_s) if robust_s else np.zeros(0, np.bool_)
     n = int(robust_t.size)
-    return dict(robust_accuracy=100.0 * robust_t.mean() if n else 0.0,
-                source_robust_accuracy=100.0 * robust_s.mean() if n else 0.0,
+    return dict(robust_accuracy=float(100.0 * robust_t.mean()) if n else 0.0,
+                source_robust_accuracy=float(100.0 * robust_s.mean()) if n else 0.0,
                 n=n, seconds=time.time() - start, robust=robust_t.astype(np.bool_))

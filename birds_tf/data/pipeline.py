@@ -58,3 +58,41 @@ def train_pipeline(ds, source, batch_size, limit, num_examples, seed, augment):
     else:
         ds = ds.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def train_epochs_pipeline(ds, source, batch_size, limit, num_examples, seed, augment, first_epoch,
+                          last_epoch):
+    """Epochs ``first_epoch..last_epoch-1`` back to back, each shuffled and augmented from
+    ``(seed, epoch)`` alone.
+
+    A run resumed at epoch e therefore sees exactly the batches an uninterrupted run saw there
+    (``train`` reshuffles from an iteration counter that a new process starts again at zero).
+    """
+    if limit is not None:
+        ds = ds.take(limit)
+    steps = -(-num_examples // batch_size)
+    seed = int(seed)
+
+    def one_epoch(epoch):
+        shuffle_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
+        out = ds.shuffle(max(1, num_examples), seed=shuffle_seed, reshuffle_each_iteration=False)
+        if source.decode is not None:
+            out = out.map(source.decode, num_parallel_calls=AUTOTUNE)
+        out = out.batch(batch_size, drop_remainder=False)
+        if not augment:
+            return out.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
+        batch_seeds = tf.data.Dataset.range(steps).map(
+            lambda b: tf.stack([shuffle_seed + 7, b]))
+
+        def augment_fn(batch, batch_seed):
+            images, labels = batch
+            images = augment_lib.augment_batch(
+                _to_float(images), batch_seed, pad=source.pad, flip=source.flip,
+                rotate_degrees=source.rotate_degrees)
+            return _finish(images, labels)
+
+        return tf.data.Dataset.zip((out, batch_seeds)).map(augment_fn,
+                                                            num_parallel_calls=AUTOTUNE)
+
+    epochs = tf.data.Dataset.range(int(first_epoch), int(last_epoch))
+    return epochs.flat_map(one_epoch).prefetch(AUTOTUNE)

@@ -35,6 +35,9 @@ class Splits:
     name: str
     mean: tuple
     std: tuple
+    # ``train_epochs(first, last)``: the training batches of those epochs, keyed by epoch (see
+    # pipeline.train_epochs_pipeline); what resumable runs feed to ``fit``.
+    train_epochs: object = None
 
 
 def _integer(value):
@@ -102,4 +105,7 @@ def get_dataset(name, batch_size=128, data_dir=None, seed=0, eval_batch_size=Non
         num_classes=int(source.num_classes), input_shape=tuple(source.input_shape),
         num_train=num_train, num_val=cap(source.num_val, max_eval),
         num_test=cap(source.num_test, max_eval), steps_per_epoch=math.ceil(num_train / batch_size),
-        name=name, mean=tuple(source.mean), std=tuple(source.std))
+        name=name, mean=tuple(source.mean), std=tuple(source.std),
+        train_epochs=lambda first, last: pipeline.train_epochs_pipeline(
+            source.train, source, batch_size, max_train, num_train, seed, bool(augment), first,
+            last))

@@ -51,10 +51,14 @@ def cross_entropy(y, logits):
 class AdversarialModel(keras.Model):
     """Wraps a classifier ``net`` (``[0,1]`` images -> logits) with PGD adversarial training."""
 
-    def __init__(self, net, train_attack=None, **kwargs):
+    def __init__(self, net, train_attack=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.net = net
         self.train_attack = train_attack if train_attack is not None else AttackConfig()
+        # The random starts of PGD come from a generator whose state is checkpointed with the
+        # trainer (see training/resume.py), so resumed runs repeat uninterrupted ones.
+        self.rng = (tf.random.Generator.from_seed(seed) if seed is not None
+                    else tf.random.Generator.from_non_deterministic_state())
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="ra")
         self._dense_grads = None
@@ -103,7 +107,7 @@ class AdversarialModel(keras.Model):
     # -- steps ----------------------------------------------------------------------------------
     def craft(self, x, y, attack, training):
         return pgd.pgd_linf_graph(self.net, x, y, attack.eps, attack.step_size, attack.steps,
-                                  attack.random_start, training=training)
+                                  attack.random_start, training=training, rng=self.rng)
 
     def compute_example_loss(self, x_adv, y, logits):
         """Per-example training loss; subclasses (e.g. distillation) override it."""

@@ -29,8 +29,10 @@ def current_lr(optimizer):
 class EpochEvaluation(keras.callbacks.Callback):
     """Validation and test SA / PGD-20 RA / robust loss after every epoch."""
 
-    def __init__(self, splits, attack=evaluation.EVAL_ATTACK, strategy=None, with_test=True):
+    def __init__(self, splits, attack=evaluation.EVAL_ATTACK, strategy=None, with_test=True,
+                 seed=0):
         super().__init__()
+        self.seed = seed
         self.splits = splits
         self.attack = attack
         self.strategy = strategy
@@ -45,7 +47,7 @@ class EpochEvaluation(keras.callbacks.Callback):
     def evaluator(self):
         if self._evaluator is None:
             self._evaluator = evaluation.SplitEvaluator(self.model.net, self.attack,
-                                                        self.strategy)
+                                                        self.strategy, self.seed)
         return self._evaluator
 
     def on_epoch_end(self, epoch, logs=None):
@@ -159,3 +161,84 @@ class BestAndFinalModels(keras.callbacks.Callback):
 
 def write_json(path, payload):
     files.atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float))
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops a run whose loss turns NaN/inf, before the bad weights reach any checkpoint.
+
+    Checkpoints are written only at the end of an epoch, so the last good one stays; the error
+    says where it is and what to try.
+    """
+
+    def __init__(self, exp):
+        super().__init__()
+        self.exp = exp
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        from birds_tf.training import resume
+        resume.fault_point("step", self.epoch + 1, batch + 1)
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise FloatingPointError(
+                f"The training loss became {float(loss)} at epoch {self.epoch + 1}, step "
+                f"{batch + 1}. Nothing from this epoch was saved; the last good checkpoint "
+                f"(epoch {self.epoch}) is in {self.exp.path('checkpoints')}. Lower "
+                "train_eval.lr or check the data, then rerun (the same command resumes).")
+
+
+def save_mask_file(path, masks):
+    """``{layer: 0/1 array}`` as a compressed npz of bit-packed masks (1 bit per weight)."""
+    payload = {}
+    for name, mask in masks.items():
+        mask = np.asarray(mask)
+        payload[name] = np.packbits(mask.reshape(-1) > 0)
+        payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **payload)
+    os.replace(tmp, path)
+
+
+def load_mask_file(path):
+    """The ``{layer: float32 0/1 array}`` written by ``save_mask_file``."""
+    with np.load(path) as data:
+        out = {}
+        for key in data.files:
+            if key.endswith(":shape"):
+                continue
+            shape = tuple(int(d) for d in data[key + ":shape"])
+            bits = np.unpackbits(data[key], count=int(np.prod(shape)))
+            out[key] = bits.reshape(shape).astype(np.float32)
+    return out
+
+
+class MaskHistory(keras.callbacks.Callback):
+    """Writes every layer's mask as ``masks/epoch_XXX.npz`` (epoch 000 = before training).
+
+    Why: mask-similarity figures (paper Figure A8) and exact training-FLOPs integration need the
+    masks between epochs, which the checkpoints (best/final only) do not keep. Bit-packed and
+    compressed, a ResNet-18 mask is about 1 MB; ``every`` thins them out for long runs.
+    """
+
+    def __init__(self, directory, every=1):
+        super().__init__()
+        self.directory = directory
+        self.every = int(every)
+        os.makedirs(directory, exist_ok=True)
+
+    def _save(self, epoch):
+        net = getattr(self.model, "net", self.model)
+        save_mask_file(os.path.join(self.directory, f"epoch_{epoch:03d}.npz"),
+                       masks_lib.get_masks(net))
+
+    def on_train_begin(self, logs=None):
+        if not os.path.exists(os.path.join(self.directory, "epoch_000.npz")):
+            self._save(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0 or (epoch + 1) == (self.params or {}).get("epochs"):
+            self._save(epoch + 1)

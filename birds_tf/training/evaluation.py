@@ -16,14 +16,14 @@ EVAL_ATTACK = AttackConfig(eps=8 / 255, step_size=2 / 255, steps=20, random_star
 class SplitEvaluator:
     """Compiled once per (model, attack); call it on any batched dataset of (images, labels)."""
 
-    def __init__(self, net, attack=EVAL_ATTACK, strategy=None, jit_compile=False):
+    def __init__(self, net, attack=EVAL_ATTACK, strategy=None, seed=0):
         self.net = net
         self.attack = attack
         self.strategy = strategy or tf.distribute.get_strategy()
-        self._step = tf.function(self._distributed_step, jit_compile=False)
-        self._jit = jit_compile
+        self.seed = int(seed)
+        self._step = tf.function(self._distributed_step)
 
-    def _replica_step(self, x, y):
+    def _replica_step(self, x, y, batch_seed):
         x = tf.cast(x, tf.float32)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
         clean = tf.cast(self.net(x, training=False), tf.float32)
@@ -31,9 +31,11 @@ class SplitEvaluator:
         if attack.clean:
             adv = clean
         else:
+            # Random starts are a function of (seed, batch index): the same weights always get
+            # the same figures, before and after a resume.
             x_adv = pgd.pgd_linf_graph(self.net, x, y, attack.eps, attack.step_size,
                                        attack.steps, attack.random_start,
-                                       training=attack.bn_mode == "train")
+                                       training=attack.bn_mode == "train", seed=batch_seed)
             adv = tf.cast(self.net(x_adv, training=False), tf.float32)
         correct = tf.cast(tf.equal(tf.argmax(clean, -1, output_type=tf.int32), y), tf.float32)
         robust = tf.cast(tf.equal(tf.argmax(adv, -1, output_type=tf.int32), y), tf.float32)
@@ -41,8 +43,8 @@ class SplitEvaluator:
                 tf.reduce_sum(cross_entropy(y, adv)), tf.reduce_sum(cross_entropy(y, clean)),
                 tf.cast(tf.shape(y)[0], tf.float32))
 
-    def _distributed_step(self, x, y):
-        per_replica = self.strategy.run(self._replica_step, args=(x, y))
+    def _distributed_step(self, x, y, batch_seed):
+        per_replica = self.strategy.run(self._replica_step, args=(x, y, batch_seed))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for v in per_replica]
 
@@ -50,8 +52,8 @@ class SplitEvaluator:
         """Returns ``{"sa", "ra" (percent), "robust_loss", "clean_loss", "n", "seconds"}``."""
         start = time.time()
         totals = [0.0] * 5
-        for x, y in self.strategy.experimental_distribute_dataset(dataset):
-            values = self._step(x, y)
+        for index, (x, y) in enumerate(self.strategy.experimental_distribute_dataset(dataset)):
+            values = self._step(x, y, tf.constant([self.seed, index], tf.int64))
             totals = [t + float(v) for t, v in zip(totals, values)]
             if progress is not None:
                 progress()

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from birds_tf import data as data_lib
 from birds_tf import models as models_lib
-from birds_tf.metrics import protocol
+from birds_tf.metrics import flops, protocol
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import callbacks as cb
 from birds_tf.training import evaluation, methods, resume
@@ -133,7 +133,7 @@ class Experiment:
                      lr_schedule=None):
         c = self.config
         with self.strategy.scope():
-            model = AdversarialModel(net, attack or c.train_attack())
+            model = AdversarialModel(net, attack or c.train_attack(), seed=c.seed)
             schedule = lr_schedule or MultiStepLR(
                 lr or c.lr, c.milestones if milestones is None else milestones,
                 self.splits.steps_per_epoch, c.gamma)
@@ -197,7 +197,7 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
         resume.restore_trainer(exp, model, state)
     extra = plugin.callbacks(exp, model, state)
     writer = cb.MetricsWriter(exp.path("metrics.csv"), exp.history)
-    callbacks = [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy)]
+    callbacks = [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy, seed=c.seed)]
     callbacks += extra
     callbacks += [
         writer,
@@ -206,8 +206,13 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
                                     update_freq="epoch"),
         resume.ResumeCheckpoint(exp, model, writer, extra),
     ]
+    if plugin.sparse:  # masks between epochs, for mask-similarity figures and FLOPs
+        callbacks.append(cb.MaskHistory(exp.path("masks")))
+    callbacks.insert(0, cb.NonFiniteLossGuard(exp))
     if initial_epoch < c.epochs:
-        model.fit(exp.splits.train, epochs=c.epochs, initial_epoch=initial_epoch,
+        # Batches keyed by epoch, so a resumed run sees what an uninterrupted one saw.
+        model.fit(exp.splits.train_epochs(initial_epoch, c.epochs), epochs=c.epochs,
+                  initial_epoch=initial_epoch, steps_per_epoch=exp.splits.steps_per_epoch,
                   callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
     exp.history = writer.history
     resume.mark_done(exp)
@@ -238,13 +243,15 @@ def finish(exp, plugin, model, seconds):
     }
     results.update(summary)
     if c.rgg_eval:
-        evaluator = evaluation.SplitEvaluator(model.net, c.eval_attack(), exp.strategy)
+        evaluator = evaluation.SplitEvaluator(model.net, c.eval_attack(), exp.strategy, c.seed)
         train = evaluator(exp.splits.train_eval)
         results["train_ra_final"] = train["ra"]
         results["rgg_final"] = protocol.robust_generalization_gap(train["ra"],
                                                                   final["test_ra"])
     results.update(plugin.results(exp, model))
     results.update(exp.extra_results)
+    results.update(flops.results_fields(model.net, exp.history, c, exp.splits, results,
+                                        masks_dir=exp.path("masks")))
     cb.write_json(exp.path("results.json"), results)
     logging.info("results: %s", json.dumps({k: v for k, v in results.items()
                                             if not isinstance(v, list)}))

@@ -9,6 +9,18 @@ _REGISTRY = {
     "dense": "birds_tf.training.methods:Dense",
     "fb": "birds_tf.training.flying_bird:FlyingBird",
     "fb_plus": "birds_tf.training.flying_bird:FlyingBirdPlus",
+    "rb": "birds_tf.training.robust_bird:RobustBird",
+    "random": "birds_tf.training.static_pruning:RandomPruning",
+    "igq": "birds_tf.training.static_pruning:IGQPruning",
+    "erk": "birds_tf.training.static_pruning:ERKPruning",
+    "omp": "birds_tf.training.static_pruning:OMP",
+    "prune_at_init": "birds_tf.training.static_pruning:PruneAtInit",
+    "snip": "birds_tf.training.static_pruning:SNIP",
+    "grasp": "birds_tf.training.static_pruning:GraSP",
+    "synflow": "birds_tf.training.static_pruning:SynFlow",
+    "small_dense": "birds_tf.training.static_pruning:SmallDense",
+    "gmp": "birds_tf.training.static_pruning:GMP",
+    "iwi": "birds_tf.training.iwi:InverseWeightsInheritance",
 }
 
 

@@ -39,7 +39,7 @@ def _checkpoint(model):
     optimizer = model.optimizer
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    return tf.train.Checkpoint(model=model, optimizer=optimizer)
+    return tf.train.Checkpoint(model=model, optimizer=optimizer, rng=model.rng)
 
 
 def restore_trainer(exp, model, state):
@@ -72,6 +72,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.manager().save(checkpoint_number=epoch + 1)
+        fault_point("checkpoint", epoch + 1)  # tests: a crash between checkpoint and state
         best = max([r.get("val_ra", -1.0) for r in self.writer.history] or [-1.0])
         state = dict(self.extra)
         state.update(stage=self.stage, epoch=epoch + 1, checkpoint=path,
@@ -88,3 +89,15 @@ def callback_state(state, callback):
     if not state:
         return None
     return state.get("callbacks", {}).get(type(callback).__name__)
+
+
+def fault_point(where, epoch, step=None):
+    """Fault injection for the crash tests: ``BIRDS_TF_CRASH_AT=checkpoint:2`` or
+    ``step:2:3`` (epoch 2, step 3) kills the process there like ``kill -9`` would."""
+    spec = os.environ.get("BIRDS_TF_CRASH_AT")
+    if not spec:
+        return
+    parts = spec.split(":")
+    if parts[0] == where and int(parts[1]) == epoch and (
+            step is None or int(parts[2]) == step):
+        os._exit(137)

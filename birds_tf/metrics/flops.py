@@ -1,0 +1,333 @@
+"""FLOPs of one image's inference and of a whole (sparse) adversarial training run.
+
+Why this module: the paper's efficiency columns (Table 1, "Training FLOPs" and "Inference
+FLOPs") need a per-layer count that follows each layer's mask, and a training count that follows
+the density a run really had at every step rather than only its final one.
+
+Conventions (also in the README, section "FLOPs"):
+
+* **MACs** are the multiply-accumulates of conv and dense kernels for one image, without bias
+  (the thop convention of the reference, 555.42M for a dense PreActResNet-18 at 32x32). A
+  masked layer counts ``nnz(mask) x output positions`` (``nnz(kernel)`` for a plain layer, so an
+  exported sparse model counts the same).
+* **Inference FLOPs** = 2 x MACs (a multiply and an add). Batch norm, activations, pooling,
+  element-wise additions, bias adds and the input normaliser are counted separately, one op per
+  arithmetic operation, in ``Count.other`` and are not part of the headline figure (the paper's
+  table counts kernels only).
+* **Training FLOPs** (measured): backward = 2 x forward, as in the paper; each PGD step is a
+  forward plus an input-gradient backward (2F, weight gradients are not needed), the weight
+  update is a forward plus a full backward (3F), so one PGD-K step costs (2K + 3) F per image.
+  F follows the run's per-layer density at every iteration (``metrics.csv`` per epoch, refined
+  by Flying Bird's mask-update events). Gradient growth costs one extra dense backward (2 F_dense)
+  per image of the batch at each mask update; Robust Bird's clean stage-1 epochs cost 3 F_dense
+  per image. Validation/test evaluation is not training and is not counted.
+* **Paper convention**: 3 (K + 1) x F_inf(final) x N_train x epochs (= 33 x ... for PGD-10), plus
+  3 x F_inf(dense) x N_train x E1 for Robust Bird's stage 1 (reference notes 6.2). It assumes the
+  final density held throughout, so it underestimates Flying Bird+, which starts denser.
+"""
+import dataclasses
+import math
+import os
+
+import keras
+import numpy as np
+
+__all__ = ["LayerCount", "Count", "count", "macs_at", "training_flops",
+           "paper_training_flops", "results_fields", "CONVENTION"]
+
+CONVENTION = ("inference FLOPs = 2 x conv/dense MACs per image (mask-effective, no bias); "
+              "training = sum over steps of (2K+3) x F(step) x images, K PGD steps, backward = "
+              "2 x forward, + 2 x F_dense per image at each gradient-growth mask update "
+              "+ 3 x F_dense per image per clean stage-1 epoch; paper convention = 3(K+1) x "
+              "F_inf(final) x N_train x epochs")
+
+KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
+OTHER_KINDS = ("bn", "activation", "pool", "add", "bias", "normalize")
+
+
+@dataclasses.dataclass
+class LayerCount:
+    """One call of one layer: kernel MACs (dense and mask-effective) and its other ops."""
+
+    name: str
+    kind: str
+    macs_dense: int = 0
+    macs: float = 0
+    weights: int = 0          # kernel size (maskable weights)
+    nnz: int = 0              # active kernel weights
+    positions: int = 0        # output positions each kernel weight is applied at
+    other: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def density(self):
+        return self.nnz / self.weights if self.weights else 1.0
+
+
+@dataclasses.dataclass
+class Count:
+    """Per-layer counts and totals for one image's forward pass."""
+
+    layers: list
+    uncounted: list = dataclasses.field(default_factory=list)
+
+    @property
+    def macs(self):
+        return float(sum(layer.macs for layer in self.layers))
+
+    @property
+    def macs_dense(self):
+        return int(sum(layer.macs_dense for layer in self.layers))
+
+    @property
+    def flops(self):
+        """Inference FLOPs of one image: 2 x mask-effective MACs."""
+        return 2.0 * self.macs
+
+    @property
+    def flops_dense(self):
+        return 2.0 * self.macs_dense
+
+    @property
+    def other(self):
+        totals = dict.fromkeys(OTHER_KINDS, 0)
+        for layer in self.layers:
+            for kind, ops in layer.other.items():
+                totals[kind] = totals.get(kind, 0) + ops
+        return totals
+
+    @property
+    def total_flops(self):
+        """2 x MACs plus every other op (BN, activations, pooling, additions, bias)."""
+        return self.flops + float(sum(self.other.values()))
+
+    @property
+    def density(self):
+        weights = sum(layer.weights for layer in self.layers)
+        return sum(layer.nnz for layer in self.layers) / weights if weights else 1.0
+
+    def as_dict(self):
+        return {"macs": self.macs, "macs_dense": self.macs_dense, "flops": self.flops,
+                "flops_dense": self.flops_dense, "other_ops": self.other,
+                "total_flops": self.total_flops, "density": self.density,
+                "layers": [dict(dataclasses.asdict(layer), density=layer.density)
+                           for layer in self.layers if layer.weights]}
+
+
+# -- counting ---------------------------------------------------------------------------------------
+
+def count(model):
+    """Per-layer MACs and other ops of ``model`` for one image (functional or Sequential)."""
+    layers, uncounted = [], []
+    for node in _nodes(model):
+        _count_node(node, layers, uncounted)
+    return Count(layers, uncounted)
+
+
+def _nodes(model):
+    graph = model._functional if isinstance(model, keras.Sequential) else model
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if by_depth is None:
+        raise ValueError(f"count() needs a built functional or Sequential model with a known "
+                         f"input shape; {getattr(model, 'name', model)!r} has no layer graph "
+                         "(build it on keras.Input(...) first).")
+    for depth in sorted(by_depth, reverse=True):  # the highest depth is nearest the inputs
+        yield from by_depth[depth]
+
+
+def _shape(tensor):
+    return tuple(int(d) for d in tensor.shape[1:])
+
+
+def _count_node(node, layers, uncounted):
+    from birds_tf.layers.masked import MASKED_LAYER_TYPES
+    from birds_tf.layers.normalize import Normalize
+
+    layer = node.operation
+    if isinstance(layer, keras.layers.InputLayer) or not node.outputs:
+        return
+    if isinstance(layer, keras.Model):
+        for inner in _nodes(layer):
+            _count_node(inner, layers, uncounted)
+        return
+    inputs = [_shape(t) for t in node.arguments.keras_tensors]
+    out = _shape(node.outputs[0])
+    size = math.prod(out)
+    entry = LayerCount(layer.name, type(layer).__name__)
+    if isinstance(layer, KERNEL_LAYERS):
+        kernel = np.asarray(layer.kernel.numpy())
+        if isinstance(layer, MASKED_LAYER_TYPES):
+            nnz = int(np.count_nonzero(np.asarray(layer.mask.numpy())))
+        else:
+            nnz = int(np.count_nonzero(kernel))
+        # Output positions each kernel weight is used at: H x W for a conv, the leading
+        # dimensions (1 for a plain vector) for a dense layer.
+        if isinstance(layer, keras.layers.Dense):
+            positions = size // out[-1]
+        elif layer.data_format == "channels_last":
+            positions = math.prod(out[:-1])
+        else:
+            positions = math.prod(out[1:])
+        entry.weights, entry.nnz, entry.positions = kernel.size, nnz, positions
+        entry.macs_dense, entry.macs = kernel.size * positions, nnz * positions
+        if layer.use_bias:
+            entry.other["bias"] = size
+        if _activation_ops(layer):
+            entry.other["activation"] = size
+    elif isinstance(layer, keras.layers.BatchNormalization):
+        entry.other["bn"] = 2 * size  # scale and shift once folded for inference
+    elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU,
+                            keras.layers.Softmax, keras.layers.ELU, keras.layers.PReLU)):
+        entry.other["activation"] = size
+    elif isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D,
+                            keras.layers.GlobalAveragePooling1D)):
+        entry.other["pool"] = math.prod(inputs[0])
+    elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        entry.other["pool"] = size * math.prod(layer.pool_size)
+    elif isinstance(layer, (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
+                            keras.layers.Average, keras.layers.Maximum)):
+        entry.other["add"] = size * (len(inputs) - 1)
+    elif isinstance(layer, Normalize):
+        entry.other["normalize"] = 2 * size
+    elif layer.weights:
+        uncounted.append(layer.name)  # a weighted layer this counter does not know
+    layers.append(entry)
+
+
+def _activation_ops(layer):
+    activation = getattr(layer, "activation", None)
+    return activation is not None and getattr(activation, "__name__", "") != "linear"
+
+
+def macs_at(counted, layer_densities=None, global_density=None):
+    """MACs of ``counted`` with other per-layer densities (keyed by layer name).
+
+    Layers missing from ``layer_densities`` keep their current density; ``global_density`` scales
+    the current per-layer mix so that the active weights match it (used when a run logged only
+    its global density).
+    """
+    if layer_densities:
+        return float(sum(layer.macs_dense * layer_densities.get(layer.name, layer.density)
+                         for layer in counted.layers))
+    if global_density is not None and counted.density > 0:
+        return counted.macs * float(global_density) / counted.density
+    return counted.macs
+
+
+def _row_macs(counted, row):
+    per_layer = {key[len("density/"):]: float(value) for key, value in row.items()
+                 if key.startswith("density/")}
+    if per_layer:
+        return macs_at(counted, per_layer)
+    if "density" in row:
+        return macs_at(counted, global_density=float(row["density"]))
+    return counted.macs
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events=None,
+                   gradient_growth=False, stage1_epochs=0, stage1_pgd_steps=0,
+                   initial_densities=None):
+    """Measured training FLOPs of a run, integrated over its per-step density.
+
+    ``history``: the per-epoch metric rows (``metrics.csv``), ``density/<layer>`` columns used
+    when present; ``events``: Flying Bird's mask updates (``step`` = the iteration after which
+    the masks changed, ``nnz_after`` = active weights afterwards); ``initial_densities``: the
+    per-layer densities before the first iteration (``masks/epoch_000.npz``). Returns a dict of
+    totals: ``adversarial``, ``mask_updates``, ``stage1`` and ``total``.
+    """
+    if not history:
+        raise ValueError("training_flops needs at least one epoch of metric history.")
+    steps = math.ceil(num_train / batch_size)
+    last = num_train - (steps - 1) * batch_size
+    per_image = 2 * int(pgd_steps) + 3
+    events = sorted(events or [], key=lambda e: int(e["step"]))
+    by_epoch = {}
+    for event in events:
+        by_epoch.setdefault((int(event["step"]) - 1) // steps, []).append(event)
+
+    def images(index):  # 0-based index of the step within its epoch
+        return last if index == steps - 1 else batch_size
+
+    adversarial = 0.0
+    previous = None
+    for e, row in enumerate(history):
+        end = _row_macs(counted, row)
+        start = previous
+        if start is None:
+            start = macs_at(counted, initial_densities) if initial_densities else end
+        epoch_events = by_epoch.get(e, [])
+        first_step = e * steps + 1
+        if not epoch_events:
+            adversarial += end * num_train
+        else:
+            nnz_end = float(epoch_events[-1]["nnz_after"]) or 1.0
+            if previous is None and not initial_densities:
+                start = end * float(epoch_events[0]["nnz_before"]) / nnz_end
+            current, seen = start, 0
+            for i in range(steps):
+                step = first_step + i
+                adversarial += current * images(i)
+                while seen < len(epoch_events) and int(epoch_events[seen]["step"]) <= step:
+                    seen += 1
+                    current = end if seen == len(epoch_events) else \
+                        end * float(epoch_events[seen - 1]["nnz_after"]) / nnz_end
+        previous = end
+    adversarial *= 2.0 * per_image  # MACs -> FLOPs, then (2K + 3) forward-equivalents
+    mask_updates = 0.0
+    if gradient_growth:
+        for event in events:
+            index = (int(event["step"]) - 1) % steps
+            mask_updates += 2.0 * counted.flops_dense * images(index)
+    stage1 = (3.0 + 2.0 * stage1_pgd_steps) * counted.flops_dense * num_train * stage1_epochs
+    return {"adversarial": adversarial, "mask_updates": mask_updates, "stage1": stage1,
+            "total": adversarial + mask_updates + stage1}
+
+
+def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage1_epochs=0,
+                         dense_inference_flops=None):
+    """The paper's Table 1 relation: 3 (K+1) x F_inf x N x epochs (33 x ... for PGD-10).
+
+    Robust Bird adds its clean stage 1 at 3 x the dense inference FLOPs per image.
+    """
+    total = 3.0 * (int(pgd_steps) + 1) * float(inference_flops) * num_train * epochs
+    if stage1_epochs:
+        if dense_inference_flops is None:
+            raise ValueError("Robust Bird's stage 1 needs the dense model's inference FLOPs.")
+        total += 3.0 * float(dense_inference_flops) * num_train * stage1_epochs
+    return total
+
+
+# -- results.json ------------------------------------------------------------------------------------
+
+def results_fields(net, history, config, splits, results=None, masks_dir=None):
+    """The FLOPs keys ``experiment.finish`` adds to ``results.json`` for the final ``net``."""
+    results = results or {}
+    counted = count(net)
+    main = [row for row in history if row.get("stage") == history[-1].get("stage")]
+    pgd_steps = 0 if config.train_attack().clean else int(config.train_steps)
+    stage1 = float(results.get("stage1_epochs_run", results.get("ticket_epoch", 0)) or 0)
+    initial = None
+    if masks_dir and os.path.exists(os.path.join(masks_dir, "epoch_000.npz")):
+        from birds_tf.training.callbacks import load_mask_file
+        initial = {name: float(mask.mean()) for name, mask in
+                   load_mask_file(os.path.join(masks_dir, "epoch_000.npz")).items()}
+    measured = training_flops(
+        counted, main, splits.num_train, config.batch_size, pgd_steps,
+        events=results.get("mask_update_events"),
+        gradient_growth=results.get("growth") == "gradient", stage1_epochs=stage1,
+        stage1_pgd_steps=int(results.get("stage1_pgd_steps", 0)), initial_densities=initial)
+    paper = paper_training_flops(counted.flops, splits.num_train, len(main), pgd_steps, stage1,
+                                 counted.flops_dense)
+    return {
+        "inference_flops": counted.flops,
+        "inference_flops_dense": counted.flops_dense,
+        "training_flops": measured["total"],
+        "training_flops_paper_convention": paper,
+        "flops": {"convention": CONVENTION, "macs": counted.macs,
+                  "macs_dense": counted.macs_dense, "other_ops": counted.other,
+                  "training": measured, "num_train": splits.num_train,
+                  "batch_size": config.batch_size,
+                  "steps_per_epoch": math.ceil(splits.num_train / config.batch_size),
+                  "pgd_steps": pgd_steps, "stage1_epochs": stage1},
+    }

@@ -1,0 +1,241 @@
+"""Robust Bird (paper Algorithm 1; official code ``Robust-Bird/train_eb.py``, notes section 1).
+
+Stage 1 trains the dense network cheaply (clean SGD by default; ``'pgd'`` or ``'fast'`` for the
+Table A6 ablation). After every stage-1 epoch the early-bird detector takes a global magnitude
+mask over all conv kernels at the target sparsity (rule ``thre = sorted(|w|)[int(N*s)]``,
+``mask = |w| > thre``; the fc layer is excluded, as in the code) and pushes it into a FIFO of
+``queue_length`` masks. Once the FIFO is full, the normalised Hamming distances between the newest
+mask and each older one are compared with ``tau``; the ticket is drawn at the first epoch where
+all of them are below it. The ticket itself is a global L1 mask over conv AND fc kernels (torch's
+``global_unstructured``), then the weights are rewound (``rewind='init'``: to the initial theta_0,
+BN included, as Algorithm 1; ``rewind='none'``: the stage-1 weights, as the released code) and
+stage 2 is the protocol's PGD-AT run with a fresh optimizer and schedule.
+
+Paper vs code (notes section 11), both available:
+
+=====================  =============================  =====================================
+item                   paper (defaults here)          released code (rb_*_official_code.gin)
+=====================  =============================  =====================================
+threshold ``tau``      0.1, ``max(Q) < tau``          0.08, ``dist > 0.08 -> no`` (i.e. <=)
+rewinding              theta_0 (Algorithm 1 line 8)   none (stage-1 weights at the EB epoch)
+stage-1 milestones     not stated; 50/150 (code)      50/150
+stage-2 milestones     100/150 (the baseline recipe)  50/150
+=====================  =============================  =====================================
+
+``distance_mode='newest'`` (default) is the code's ``EarlyBird.cal_dist``: newest mask against
+each of the ``queue_length - 1`` older ones. ``'consecutive'`` is Algorithm 1 read literally:
+``Q`` holds the last ``queue_length`` distances between consecutive masks.
+
+If no ticket emerges within ``stage1_epochs``, the last epoch's weights give the ticket and
+``results.json`` says ``ticket_found: false``.
+"""
+import collections
+import json
+import logging
+import os
+
+import gin
+import keras
+import numpy as np
+
+from birds_tf.sparsity import magnitude
+from birds_tf.sparsity import masks as masks_lib
+from birds_tf.training import methods, stages
+from birds_tf.training.callbacks import write_json
+
+REWINDS = ("init", "none")
+COMPARISONS = ("<", "<=")
+DISTANCE_MODES = ("newest", "consecutive")
+
+
+def ticket_emerged(distances, tau, comparison="<"):
+    """The early-bird decision on one set of distances (``None``/empty: queue not yet full).
+
+    ``comparison='<'`` is the paper's ``max(Q) < tau``; ``'<='`` the code's
+    ``if dist > tau: return False``.
+    """
+    if comparison not in COMPARISONS:
+        raise ValueError(f"Unknown comparison {comparison!r}; allowed: {COMPARISONS}.")
+    if not distances:
+        return False
+    worst = max(float(d) for d in distances)
+    return worst < tau if comparison == "<" else worst <= tau
+
+
+class MaskQueue:
+    """The early-bird FIFO. ``put(mask)`` returns the distances once enough masks were seen.
+
+    ``mode='newest'``: keeps the last ``length`` masks; distances are
+    ``[d(newest, q[0]), ..., d(newest, q[length-2])]``, oldest first (``EarlyBird.cal_dist``).
+    ``mode='consecutive'``: keeps the last ``length`` distances between consecutive masks.
+    """
+
+    def __init__(self, length=5, mode="newest"):
+        if mode not in DISTANCE_MODES:
+            raise ValueError(f"Unknown distance_mode {mode!r}; allowed: {DISTANCE_MODES}.")
+        stages.check_epochs("queue_length", length, 2)
+        self.length = int(length)
+        self.mode = mode
+        self.masks = collections.deque(maxlen=self.length if mode == "newest" else 1)
+        self.distances = collections.deque(maxlen=self.length)
+
+    @property
+    def masks_needed(self):
+        """Epochs before the first decision: ``length`` masks (``length + 1`` if consecutive)."""
+        return self.length if self.mode == "newest" else self.length + 1
+
+    @staticmethod
+    def flatten(mask):
+        if isinstance(mask, dict):
+            return np.concatenate([np.asarray(mask[k]).ravel() != 0 for k in mask])
+        return np.asarray(mask).ravel() != 0
+
+    def put(self, mask):
+        flat = self.flatten(mask)
+        if self.mode == "newest":
+            self.masks.append(flat)
+            if len(self.masks) < self.length:
+                return None
+            newest = self.masks[-1]
+            return [magnitude.hamming_distance(newest, old) for old in list(self.masks)[:-1]]
+        if self.masks:
+            self.distances.append(magnitude.hamming_distance(flat, self.masks[-1]))
+        self.masks.append(flat)
+        if len(self.distances) < self.length:
+            return None
+        return list(self.distances)
+
+
+class EarlyBirdDetector(keras.callbacks.Callback):
+    """After every epoch: conv-only early-bird mask, FIFO distances, stop when the ticket emerged."""
+
+    def __init__(self, net, density, tau=0.1, queue_length=5, comparison="<",
+                 distance_mode="newest"):
+        super().__init__()
+        self.net = net
+        self.density = float(density)
+        self.tau = float(tau)
+        self.comparison = comparison
+        self.queue = MaskQueue(queue_length, distance_mode)
+        self.history = []
+        self.ticket_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        mask = magnitude.global_magnitude_masks(self.net, self.density, layer_filter="conv",
+                                                rule="early_bird")
+        distances = self.queue.put(mask)
+        self.history.append({"epoch": epoch + 1, "distances": distances or []})
+        if distances:
+            logs["mask_distance_max"] = max(distances)
+            for i, d in enumerate(distances):
+                logs[f"mask_distance_{i + 1}"] = d
+        if ticket_emerged(distances, self.tau, self.comparison):
+            self.ticket_epoch = epoch + 1
+            self.model.stop_training = True
+            logging.info("Robust Bird: ticket emerged after stage-1 epoch %d (distances %s, "
+                         "tau %s).", epoch + 1, distances, self.tau)
+
+
+@gin.configurable
+class RobustBird(methods.Method):
+    """``method='rb'``: early-bird ticket from cheap training, then PGD-AT (Algorithm 1)."""
+
+    name = "rb"
+    sparse = True
+
+    def __init__(self, config, stage1="sgd", stage1_epochs=200, stage1_milestones=(50, 150),
+                 stage1_lr=None, fast_peak_lr=0.2, tau=0.1, comparison="<", queue_length=5,
+                 distance_mode="newest", rewind="init"):
+        super().__init__(config)
+        if not config.sparsity > 0:
+            raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
+                             f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
+        self.stage1 = stages.check_mode(stage1, "stage1")
+        self.stage1_epochs = stages.check_epochs("stage1_epochs", stage1_epochs)
+        self.stage1_milestones = stages.check_milestones("stage1", stage1_milestones,
+                                                         self.stage1_epochs, "stage1_epochs")
+        if stage1_lr is not None and not stage1_lr > 0:
+            raise ValueError(f"stage1_lr must be > 0, got {stage1_lr!r}.")
+        self.stage1_lr = stage1_lr
+        if not fast_peak_lr > 0:
+            raise ValueError(f"fast_peak_lr must be > 0, got {fast_peak_lr!r}.")
+        self.fast_peak_lr = float(fast_peak_lr)
+        try:
+            ok = 0.0 < float(tau) <= 1.0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"tau (the mask-distance threshold) must be in (0, 1], got "
+                             f"{tau!r}.")
+        self.tau = float(tau)
+        if comparison not in COMPARISONS:
+            raise ValueError(f"Unknown comparison {comparison!r}; allowed: {COMPARISONS} "
+                             "('<' paper, '<=' released code).")
+        self.comparison = comparison
+        queue = MaskQueue(queue_length, distance_mode)  # validates both
+        self.queue_length, self.distance_mode = queue.length, queue.mode
+        if self.stage1_epochs < queue.masks_needed:
+            raise ValueError(f"stage1_epochs ({stage1_epochs!r}) is smaller than the "
+                             f"{queue.masks_needed} epochs the early-bird queue needs "
+                             f"(queue_length={queue_length!r}, distance_mode={distance_mode!r}); "
+                             "no ticket could ever emerge.")
+        if rewind not in REWINDS:
+            raise ValueError(f"Unknown rewind {rewind!r}; allowed: {REWINDS} ('init' paper, "
+                             "'none' released code).")
+        self.rewind = rewind
+        self.info = None
+        self.theta0 = None
+        self.stage1_weights = None
+
+    def _stage1_path(self, exp):
+        return exp.path("stage1.json")
+
+    def prepare(self, exp, state):
+        density = 1.0 - self.config.sparsity
+        if state is not None and state.get("stage") == "main":
+            # Masks, weights and optimizer come back from the main stage's checkpoint.
+            with open(self._stage1_path(exp)) as f:
+                self.info = json.load(f)
+            net = exp.build_net()
+            return net, exp.make_trainer(net)
+        net = exp.build_net()
+        self.theta0 = stages.snapshot(net)
+        trainer = stages.make_stage_trainer(exp, net, self.stage1, self.stage1_epochs,
+                                            self.stage1_milestones, self.stage1_lr,
+                                            self.fast_peak_lr)
+        detector = EarlyBirdDetector(net, density, self.tau, self.queue_length, self.comparison,
+                                     self.distance_mode)
+        rows = stages.run_pre_stage(exp, trainer, self.stage1_epochs, "stage1_metrics.csv",
+                                    "stage1", [detector])
+        found = detector.ticket_epoch is not None
+        if not found:
+            logging.warning("Robust Bird: no ticket emerged within %d stage-1 epochs (tau %s); "
+                            "using the mask of the last epoch.", len(rows), self.tau)
+        ticket = magnitude.global_magnitude_masks(net, density, layer_filter="all",
+                                                  rule="l1_unstructured")
+        self.stage1_weights = stages.snapshot(net)
+        fresh = exp.build_net()
+        fresh.set_weights(self.theta0 if self.rewind == "init" else self.stage1_weights)
+        masks_lib.set_masks(fresh, ticket)
+        self.info = {
+            "ticket_found": found,
+            "ticket_epoch": detector.ticket_epoch if found else len(rows),
+            "stage1_epochs_run": len(rows),
+            "stage1_epochs_budget": self.stage1_epochs,
+            "stage1_pgd_steps": stages.attack_steps(self.stage1, self.config),
+            "mask_distance_history": detector.history,
+            "stage1": self.stage1, "tau": self.tau, "comparison": self.comparison,
+            "queue_length": self.queue_length, "distance_mode": self.distance_mode,
+            "rewind": self.rewind,
+            "ticket_density": masks_lib.global_density(fresh),
+            "stage1_final_val_sa": rows[-1]["val_sa"] if rows else None,
+        }
+        write_json(self._stage1_path(exp), self.info)
+        return fresh, exp.make_trainer(fresh)
+
+    def results(self, exp, model):
+        if self.info is None and os.path.exists(self._stage1_path(exp)):
+            with open(self._stage1_path(exp)) as f:
+                self.info = json.load(f)
+        return dict(self.info or {})
