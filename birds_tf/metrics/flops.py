@@ -19,11 +19,15 @@ Conventions (also in the README, section "FLOPs"):
   update is a forward plus a full backward (3F), so one PGD-K step costs (2K + 3) F per image.
   F follows the run's per-layer density at every iteration (``metrics.csv`` per epoch, refined
   by Flying Bird's mask-update events). Gradient growth costs one extra dense backward (2 F_dense)
-  per image of the batch at each mask update; Robust Bird's clean stage-1 epochs cost 3 F_dense
-  per image. Validation/test evaluation is not training and is not counted.
+  per image of the batch at each mask update (an upper bound: only the weight-gradient half must
+  be dense); a dense pre-stage (Robust Bird's stage 1, OMP's
+  pre-training) costs (2 K1 + 3) F_dense per image and epoch (3 F_dense when clean).
+  Validation/test evaluation is not training and is not counted.
 * **Paper convention**: 3 (K + 1) x F_inf(final) x N_train x epochs (= 33 x ... for PGD-10), plus
-  3 x F_inf(dense) x N_train x E1 for Robust Bird's stage 1 (reference notes 6.2). It assumes the
-  final density held throughout, so it underestimates Flying Bird+, which starts denser.
+  3 (K1 + 1) x F_inf(dense) x N_train x E1 for a dense pre-stage (Robust Bird's clean stage 1:
+  3 per image; OMP's PGD-10 pre-training: 33), which reproduces the paper's rows (reference notes
+  6.2). It assumes the final density held throughout, so it underestimates Flying Bird+, which
+  starts denser.
 """
 import dataclasses
 import math
@@ -113,7 +117,7 @@ class Count:
                            for layer in self.layers if layer.weights]}
 
 
-# -- counting ---------------------------------------------------------------------------------------
+# -- counting -------------------------------------------------------------------------------------
 
 def count(model):
     """Per-layer MACs and other ops of ``model`` for one image (functional or Sequential)."""
@@ -223,7 +227,7 @@ def _row_macs(counted, row):
     return counted.macs
 
 
-# -- training ---------------------------------------------------------------------------------------
+# -- training -------------------------------------------------------------------------------------
 
 def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events=None,
                    gradient_growth=False, stage1_epochs=0, stage1_pgd_steps=0,
@@ -285,20 +289,23 @@ def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events
 
 
 def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage1_epochs=0,
-                         dense_inference_flops=None):
+                         dense_inference_flops=None, stage1_pgd_steps=0):
     """The paper's Table 1 relation: 3 (K+1) x F_inf x N x epochs (33 x ... for PGD-10).
 
-    Robust Bird adds its clean stage 1 at 3 x the dense inference FLOPs per image.
+    A dense pre-stage (Robust Bird's clean stage 1, OMP's PGD pre-training) adds
+    3 (K1+1) x F_inf(dense) x N x E1: 3 per image for clean training, 33 for PGD-10, which
+    reproduces the paper's RB and OMP rows (reference notes 6.2).
     """
     total = 3.0 * (int(pgd_steps) + 1) * float(inference_flops) * num_train * epochs
     if stage1_epochs:
         if dense_inference_flops is None:
-            raise ValueError("Robust Bird's stage 1 needs the dense model's inference FLOPs.")
-        total += 3.0 * float(dense_inference_flops) * num_train * stage1_epochs
+            raise ValueError("A dense pre-stage needs the dense model's inference FLOPs.")
+        total += 3.0 * (int(stage1_pgd_steps) + 1) * float(dense_inference_flops) * \
+            num_train * stage1_epochs
     return total
 
 
-# -- results.json ------------------------------------------------------------------------------------
+# -- results.json ---------------------------------------------------------------------------------
 
 def results_fields(net, history, config, splits, results=None, masks_dir=None):
     """The FLOPs keys ``experiment.finish`` adds to ``results.json`` for the final ``net``."""
@@ -316,9 +323,11 @@ def results_fields(net, history, config, splits, results=None, masks_dir=None):
         counted, main, splits.num_train, config.batch_size, pgd_steps,
         events=results.get("mask_update_events"),
         gradient_growth=results.get("growth") == "gradient", stage1_epochs=stage1,
-        stage1_pgd_steps=int(results.get("stage1_pgd_steps", 0)), initial_densities=initial)
+        stage1_pgd_steps=int(results.get("stage1_pgd_steps", 0) or 0),
+        initial_densities=initial)
+    stage1_pgd = int(results.get("stage1_pgd_steps", 0) or 0)
     paper = paper_training_flops(counted.flops, splits.num_train, len(main), pgd_steps, stage1,
-                                 counted.flops_dense)
+                                 counted.flops_dense, stage1_pgd)
     return {
         "inference_flops": counted.flops,
         "inference_flops_dense": counted.flops_dense,

@@ -71,6 +71,17 @@ class AdversarialModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds lazily from a first batch that it reduces with ``strategy.reduce``, which
+        # fails under MultiWorkerMirroredStrategy. The classifier is already built; only the
+        # optimizer's slots are missing, so build exactly that.
+        if self.net.built and self._distribute_strategy is not None:
+            if self.optimizer is not None and not self.optimizer.built:
+                with self.distribute_strategy.scope():
+                    self.optimizer.build(self.trainable_variables)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     # -- dense gradients for growth ------------------------------------------------------------
     def enable_dense_gradients(self):
         """Create the storage the growth step reads; idempotent. Call before ``fit``."""
@@ -135,7 +146,15 @@ class AdversarialModel(keras.Model):
         self.loss_tracker.update_state(loss * tf.cast(
             tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype))
         self.accuracy_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._metric_results()
+
+    def _metric_results(self):
+        results = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker outputs with ``reduce(MEAN, axis=0)``, which needs a
+            # batch axis; scalars fail there.
+            results = {k: tf.reshape(v, [1]) for k, v in results.items()}
+        return results
 
     def _store_dense_grads(self, layer_ids, grads):
         unscale = 1.0
@@ -156,7 +175,7 @@ class AdversarialModel(keras.Model):
         self.loss_tracker.update_state(loss * tf.cast(
             tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype))
         self.accuracy_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._metric_results()
 
     def get_config(self):
         return {"net": keras.saving.serialize_keras_object(self.net),

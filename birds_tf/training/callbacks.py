@@ -19,6 +19,13 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_ra", "val_sa", "val_ra", "
                   "test_sa", "test_ra", "test_robust_loss", "density", "seconds")
 
 
+def scalar(value, default=np.nan):
+    """A float from a log entry (a scalar, or a 1-element array under multi-worker training)."""
+    if value is None:
+        return default
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
 def current_lr(optimizer):
     lr = optimizer.learning_rate
     if callable(getattr(optimizer, "_learning_rate", None)):
@@ -53,8 +60,8 @@ class EpochEvaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         # The trainer's running metrics are the training RA and loss of this epoch.
-        logs["train_loss"] = float(logs.get("loss", np.nan))
-        logs["train_ra"] = 100.0 * float(logs.get("ra", np.nan))
+        logs["train_loss"] = scalar(logs.get("loss"))
+        logs["train_ra"] = 100.0 * scalar(logs.get("ra"))
         logs["lr"] = self._lr if self._lr is not None else current_lr(self.model.optimizer)
         val = self.evaluator()(self.splits.val)
         logs.update(val_sa=val["sa"], val_ra=val["ra"], val_robust_loss=val["robust_loss"])
@@ -92,8 +99,8 @@ class MetricsWriter(keras.callbacks.Callback):
             if key in ("loss", "ra"):
                 continue
             if isinstance(value, (int, float, np.floating, np.integer)) or (
-                    hasattr(value, "shape") and getattr(value, "shape", None) == ()):
-                row[key] = float(value)
+                    hasattr(value, "shape") and np.size(value) == 1):
+                row[key] = scalar(value)
         try:
             row["density"] = masks_lib.global_density(self.model.net)
         except ValueError:
@@ -182,10 +189,10 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         from birds_tf.training import resume
         resume.fault_point("step", self.epoch + 1, batch + 1)
         loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+        if loss is not None and not np.isfinite(scalar(loss)):
             self.model.stop_training = True
             raise FloatingPointError(
-                f"The training loss became {float(loss)} at epoch {self.epoch + 1}, step "
+                f"The training loss became {scalar(loss)} at epoch {self.epoch + 1}, step "
                 f"{batch + 1}. Nothing from this epoch was saved; the last good checkpoint "
                 f"(epoch {self.epoch}) is in {self.exp.path('checkpoints')}. Lower "
                 "train_eval.lr or check the data, then rerun (the same command resumes).")

@@ -153,8 +153,6 @@ class RobustBird(methods.Method):
                              f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
         self.stage1 = stages.check_mode(stage1, "stage1")
         self.stage1_epochs = stages.check_epochs("stage1_epochs", stage1_epochs)
-        self.stage1_milestones = stages.check_milestones("stage1", stage1_milestones,
-                                                         self.stage1_epochs, "stage1_epochs")
         if stage1_lr is not None and not stage1_lr > 0:
             raise ValueError(f"stage1_lr must be > 0, got {stage1_lr!r}.")
         self.stage1_lr = stage1_lr
@@ -180,6 +178,8 @@ class RobustBird(methods.Method):
                              f"{queue.masks_needed} epochs the early-bird queue needs "
                              f"(queue_length={queue_length!r}, distance_mode={distance_mode!r}); "
                              "no ticket could ever emerge.")
+        self.stage1_milestones = stages.check_milestones("stage1", stage1_milestones,
+                                                         self.stage1_epochs, "stage1_epochs")
         if rewind not in REWINDS:
             raise ValueError(f"Unknown rewind {rewind!r}; allowed: {REWINDS} ('init' paper, "
                              "'none' released code).")

@@ -1,0 +1,48 @@
+r"""Export a trained workdir as a SavedModel with the masks folded into the kernels.
+
+  python -m launch.export --workdir=runs/fb_plus --out=exported/fb_plus [--which=best|final]
+
+The SavedModel's ``serve`` signature takes float32 images in [0, 1] (the input normaliser is
+part of the model) and returns logits. ``metadata.json`` (per-layer density, FLOPs, SA/RA, the
+config) and ``sparse_weights.npz`` (bit-packed masks + non-zero values) are written inside it.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m launch.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="a finished launch.train workdir")
+    parser.add_argument("--out", required=True, help="new folder for the SavedModel")
+    parser.add_argument("--which", choices=("best", "final"), default="final",
+                        help="checkpoint to export")
+    return parser.parse_args(argv)
+
+
+def _mb(n):
+    return f"{n / 2 ** 20:.3f} MiB"
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from birds_tf.export import export_workdir
+    try:
+        meta = export_workdir(args.workdir, args.out, args.which)
+    except ValueError as e:  # NotAWorkdirError included
+        raise SystemExit(f"launch.export: {e}") from None
+    sizes = meta["sizes_bytes"]
+    print(f"exported {args.workdir} ({args.which}) to {args.out}: density "
+          f"{meta['density']:.4f}, inference FLOPs {meta['inference_flops']:.4g} "
+          f"(dense {meta['inference_flops_dense']:.4g})")
+    print(f"weights: dense float32 {_mb(sizes['dense_float32'])}, dense zipped "
+          f"{_mb(sizes['dense_zip'])}, sparse compressed {_mb(sizes['sparse_zip'])} "
+          f"(sparse_weights.npz); SavedModel folder {_mb(sizes['saved_model'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""FLOPs counter: hand counts, the reference PreActResNet-18 figure, masks, and the paper's
+training-FLOPs relation (reference notes section 6)."""
+import keras
+import numpy as np
+import pytest
+
+import birds_tf
+from birds_tf.layers import MaskedConv2D, MaskedDense, Normalize
+from birds_tf.sparsity import masks as masks_lib
+
+
+def _small_net():
+    inputs = keras.Input((6, 6, 2))
+    x = Normalize((0.5, 0.5), (0.25, 0.25), name="norm")(inputs)
+    a = MaskedConv2D(3, 3, use_bias=False, name="a")(x)                # 4x4x3
+    b = keras.layers.Conv2D(3, 3, use_bias=True, name="b")(x)          # plain, with bias
+    s = keras.layers.Add(name="add")([a, b])
+    s = keras.layers.BatchNormalization(name="bn")(s)
+    s = keras.layers.ReLU(name="relu")(s)
+    p = keras.layers.GlobalAveragePooling2D(name="pool")(s)
+    out = MaskedDense(5, name="fc")(p)
+    return keras.Model(inputs, out)
+
+
+def test_small_conv_net_matches_a_hand_count():
+    counted = birds_tf.flops.count(_small_net())
+    by_name = {layer.name: layer for layer in counted.layers}
+    # conv: kh*kw*cin*cout * output positions; dense: in*out.
+    assert by_name["a"].macs == by_name["a"].macs_dense == 3 * 3 * 2 * 3 * 16 == 864
+    assert by_name["b"].macs == 864 and by_name["fc"].macs == 3 * 5
+    assert counted.macs == counted.macs_dense == 1743
+    assert counted.flops == 2 * 1743
+    assert counted.other == {"bn": 2 * 48, "activation": 48, "pool": 48, "add": 48,
+                             "bias": 48 + 5, "normalize": 2 * 72}
+    assert counted.total_flops == 2 * 1743 + 96 + 48 + 48 + 48 + 53 + 144
+    assert counted.uncounted == []
+
+
+def test_masked_layer_counts_its_density_and_a_plain_layer_its_nonzeros():
+    net = _small_net()
+    a, b = net.get_layer("a"), net.get_layer("b")
+    mask = np.zeros(a.kernel.shape, np.float32)
+    mask.reshape(-1)[::4] = 1                                          # 14 of 54 weights
+    masks_lib.set_mask(a, mask)
+    kernel = np.asarray(b.kernel.numpy())
+    kernel.reshape(-1)[:27] = 0
+    b.kernel.assign(kernel)
+    by_name = {layer.name: layer for layer in birds_tf.flops.count(net).layers}
+    assert by_name["a"].density == pytest.approx(14 / 54)
+    assert by_name["a"].macs == pytest.approx(14 / 54 * by_name["a"].macs_dense)
+    assert by_name["a"].macs_dense == 864
+    assert by_name["b"].macs == 27 * 16
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    return birds_tf.models.build("preact_resnet18", num_classes=10, input_shape=(32, 32, 3))
+
+
+def test_dense_preact_resnet18_is_the_reference_555m_macs(resnet18):
+    counted = birds_tf.flops.count(resnet18)
+    assert counted.macs_dense == pytest.approx(555.42e6, rel=1e-3)
+    assert counted.macs == counted.macs_dense
+    assert counted.flops == pytest.approx(2 * 555.42e6, rel=1e-3)
+    kinds = {layer.kind for layer in counted.layers if layer.weights}
+    assert kinds == {"MaskedConv2D", "MaskedDense"} and counted.uncounted == []
+
+
+def test_sparse_resnet18_counts_each_layer_at_its_density(resnet18):
+    birds_tf.sparsity.init_sparse(resnet18, density=0.2, method="erk", seed=0)
+    try:
+        counted = birds_tf.flops.count(resnet18)
+        for layer in counted.layers:
+            if layer.weights:
+                assert layer.macs == pytest.approx(layer.density * layer.macs_dense)
+        assert counted.density == pytest.approx(masks_lib.global_density(resnet18), abs=1e-6)
+        # ERK keeps the early, high-resolution layers denser: MACs fall less than weights.
+        assert 0.2 * counted.macs_dense < counted.macs < counted.macs_dense
+        dense_again = birds_tf.flops.macs_at(counted, {l.name: 1.0 for l in counted.layers})
+        assert dense_again == counted.macs_dense
+    finally:
+        for layer in masks_lib.masked_layers(resnet18):
+            layer.mask.assign(np.ones(layer.mask.shape, np.float32))
+
+
+def test_paper_convention_33_x_inference_x_images_x_epochs(resnet18):
+    f = birds_tf.flops.count(resnet18).flops
+    assert birds_tf.flops.paper_training_flops(f, 45000, 200) == pytest.approx(
+        33 * f * 45000 * 200)
+    table = birds_tf.flops.paper_training_flops
+    # The paper's Table 1 rows (reference notes 6.1): dense, FB+, RB (clean stage 1, E1 = 50.01)
+    # and OMP (PGD-10 dense pre-training for 200 epochs).
+    assert table(260.07e9, 45000, 200) == pytest.approx(772.41e17, rel=2e-4)
+    assert table(40.42e9, 45000, 200) == pytest.approx(120.04e17, rel=2e-4)
+    assert table(64.64e9, 45000, 200, stage1_epochs=50.01,
+                 dense_inference_flops=260.07e9) == pytest.approx(209.54e17, rel=2e-4)
+    assert table(65.39e9, 45000, 200, stage1_epochs=200, dense_inference_flops=260.07e9,
+                 stage1_pgd_steps=10) == pytest.approx(966.63e17, rel=2e-4)
+
+
+def test_measured_training_flops_follow_the_density_trajectory():
+    counted = birds_tf.flops.count(_small_net())
+    m, w = counted.macs, sum(layer.weights for layer in counted.layers)
+    history = [{"epoch": 1, "density": 0.5}, {"epoch": 2, "density": 0.25}]
+    events = [{"step": 2, "nnz_before": w, "nnz_after": w / 2},
+              {"step": 5, "nnz_before": w / 2, "nnz_after": w / 4}]
+    # 10 images in batches of 4, 4, 2; PGD-1: (2K + 3) = 5 forward-equivalents per image.
+    # Epoch 1: steps 1-2 at full density (the update comes after step 2), step 3 at 1/2.
+    # Epoch 2: steps 4-5 at 1/2, step 6 at 1/4.
+    mac_images = (4 + 4) * m + 2 * m / 2 + (4 + 4) * m / 2 + 2 * m / 4
+    got = birds_tf.flops.training_flops(counted, history, num_train=10, batch_size=4,
+                                        pgd_steps=1, events=events, gradient_growth=True)
+    assert got["adversarial"] == pytest.approx(2 * 5 * mac_images)
+    assert got["mask_updates"] == pytest.approx(2 * 2 * counted.macs_dense * (4 + 4))
+    assert got["total"] == pytest.approx(got["adversarial"] + got["mask_updates"])
+    dense = birds_tf.flops.training_flops(counted, [{"epoch": 1}, {"epoch": 2}], 10, 4,
+                                          pgd_steps=10, stage1_epochs=3)
+    assert dense["adversarial"] == pytest.approx(23 * counted.flops * 10 * 2)
+    assert dense["stage1"] == pytest.approx(3 * counted.flops * 10 * 3)
