@@ -1,4 +1,6 @@
 """Building blocks shared by the architectures: PyTorch-default BN and masked conv/dense."""
+import contextlib
+
 import keras
 
 from birds_tf.layers import MaskedConv2D, MaskedDense, Normalize
@@ -8,6 +10,19 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 INIT_SCHEMES = ("torch", "keras")
+
+_MASKED = [True]
+
+
+@contextlib.contextmanager
+def layer_kind(masked=True):
+    """Build with plain ``Conv2D``/``Dense`` instead of the masked twins (benchmarks measure the
+    masks' overhead against exactly the same architecture)."""
+    _MASKED.append(bool(masked))
+    try:
+        yield
+    finally:
+        _MASKED.pop()
 
 
 def check_init(init):
@@ -25,6 +40,9 @@ def conv(filters, kernel_size, stride, name, init="torch", use_bias=False,
     binit = "torch_default" if init == "torch" else "zeros"
     if padding is None:
         padding = "same" if kernel_size > 1 else "valid"
+    if not _MASKED[-1]:
+        return keras.layers.Conv2D(filters, kernel_size, strides=stride, padding=padding,
+                                   use_bias=use_bias, name=name)
     return MaskedConv2D(filters, kernel_size, strides=stride, padding=padding,
                         use_bias=use_bias, kernel_initializer=kinit, bias_initializer=binit,
                         name=name)
@@ -33,6 +51,8 @@ def conv(filters, kernel_size, stride, name, init="torch", use_bias=False,
 def dense(units, name, init="torch", bias_init=None):
     kinit = "torch_default" if init == "torch" else "keras_default"
     binit = bias_init or ("torch_default" if init == "torch" else "zeros")
+    if not _MASKED[-1]:
+        return keras.layers.Dense(units, name=name)
     return MaskedDense(units, kernel_initializer=kinit, bias_initializer=binit, name=name)
 
 

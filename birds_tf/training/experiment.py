@@ -22,7 +22,7 @@ from birds_tf import models as models_lib
 from birds_tf.metrics import flops, protocol
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import callbacks as cb
-from birds_tf.training import evaluation, methods, resume
+from birds_tf.training import evaluation, methods, resume, smoothing
 from birds_tf.training.adversarial import BN_MODES, AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD
 
@@ -119,6 +119,9 @@ class Experiment:
         self.splits = splits
         self.history = []
         self.extra_results = {}
+        # KD / SWA add-ons (training/smoothing.py); trainer_cls is the main stage's trainer.
+        self.smoothing = smoothing.Smoothing.disabled()
+        self.trainer_cls = AdversarialModel
 
     # Model and trainer factories, so multi-stage methods build fresh ones the same way.
     def build_net(self, **overrides):
@@ -130,10 +133,13 @@ class Experiment:
             return models_lib.build(self.config.arch, **kwargs)
 
     def make_trainer(self, net, attack=None, lr=None, milestones=None, epochs=None,
-                     lr_schedule=None):
+                     lr_schedule=None, trainer_cls=None):
+        """``trainer_cls`` defaults to ``self.trainer_cls`` (the main stage's: distilling when KD
+        is on); pre-stages pass ``AdversarialModel``."""
         c = self.config
+        trainer_cls = trainer_cls or self.trainer_cls
         with self.strategy.scope():
-            model = AdversarialModel(net, attack or c.train_attack(), seed=c.seed)
+            model = trainer_cls(net, attack or c.train_attack(), seed=c.seed)
             schedule = lr_schedule or MultiStepLR(
                 lr or c.lr, c.milestones if milestones is None else milestones,
                 self.splits.steps_per_epoch, c.gamma)
@@ -163,6 +169,7 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
                     eval_step_size, eval_steps, sparsity, seed, max_train, max_eval,
                     jit_compile, mixed_precision, rgg_eval).validate()
     plugin = methods.get(config.method)(config)  # validates its own settings
+    smooth = smoothing.Smoothing.from_gin(config)  # KD / SWA settings and teacher paths
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -173,6 +180,8 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
                                   max_train=config.max_train, max_eval=config.max_eval)
     os.makedirs(workdir, exist_ok=True)
     exp = Experiment(config, workdir, strategy, splits)
+    exp.smoothing = smooth
+    exp.trainer_cls = smooth.trainer_cls(exp) or AdversarialModel  # loads and checks teachers
     start = time.time()
     state = resume.load(exp)
     if state is not None and state.get("stage") == "done" and os.path.exists(
@@ -196,6 +205,7 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
         best_val_ra = float(state.get("best_val_ra", -1.0))
         resume.restore_trainer(exp, model, state)
     extra = plugin.callbacks(exp, model, state)
+    extra = extra + exp.smoothing.callbacks(exp, model, state)  # SWA, after the method's
     writer = cb.MetricsWriter(exp.path("metrics.csv"), exp.history)
     callbacks = [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy, seed=c.seed)]
     callbacks += extra
@@ -249,6 +259,7 @@ def finish(exp, plugin, model, seconds):
         results["rgg_final"] = protocol.robust_generalization_gap(train["ra"],
                                                                   final["test_ra"])
     results.update(plugin.results(exp, model))
+    results.update(exp.smoothing.results(exp, model))
     results.update(exp.extra_results)
     results.update(flops.results_fields(model.net, exp.history, c, exp.splits, results,
                                         masks_dir=exp.path("masks")))

@@ -24,6 +24,8 @@ class FlyingBird(methods.Method):
         if not config.sparsity > 0:
             raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
                              f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
+        # Build the callback once now so a bad gin binding fails before any data or model work.
+        DynamicSparsity(plus=self.plus)
         self.distribution = distribution
         self.init_seed = config.seed if init_seed is None else init_seed
         self.snip_batches = snip_batches

@@ -25,7 +25,7 @@ import numpy as np
 from keras import ops
 
 from birds_tf.training import evaluation
-from birds_tf.training.adversarial import AttackConfig
+from birds_tf.training.adversarial import AdversarialModel, AttackConfig
 
 MODES = ("sgd", "pgd", "fast")
 FAST_STEP_FACTOR = 1.25
@@ -111,7 +111,7 @@ def make_stage_trainer(exp, net, mode, epochs, milestones=(), lr=None, fast_peak
     if mode == "fast":
         schedule = OneCycleLR(fast_peak_lr, epochs, exp.splits.steps_per_epoch)
     return exp.make_trainer(net, attack=attack, lr=lr, milestones=tuple(milestones),
-                            lr_schedule=schedule)
+                            lr_schedule=schedule, trainer_cls=AdversarialModel)  # never KD
 
 
 def write_rows_csv(path, rows):

@@ -1,0 +1,1 @@
+"""Speed benchmarks: our PGD-AT step side by side with the PyTorch reference (``make bench``)."""

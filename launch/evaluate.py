@@ -1,0 +1,114 @@
+r"""Robust accuracy of a trained workdir or an exported SavedModel under a list of attacks.
+
+  python -m launch.evaluate --workdir=runs/fb_plus [--which=best|final] [--split=test|val|train]
+  python -m launch.evaluate --workdir=runs/fb_plus --attacks=pgd20,cw_inf,apgd_ce,square --n=1000
+  python -m launch.evaluate --saved_model=exported/fb_plus --dataset=cifar10
+  python -m launch.evaluate --saved_model=exported/fb_plus --data=my_images.npz   # x in [0,1], y
+  python -m launch.evaluate --workdir=runs/fb_plus --transfer_from=runs/dense     # Table A7 row
+  python -m launch.evaluate --workdir=runs/demo/dense --eps=0.1 \
+      --attack_option=autoattack.n_iter=10 --attack_option=autoattack.n_queries=100  # quick
+
+Prints attack | robust acc % | n | seconds and writes a JSON report (default
+<workdir>/eval_<split>_<which>.json, or <saved_model>.eval_<split>.json beside a SavedModel) with
+clean accuracy, eps, the model path, per-attack robust accuracy / n / seconds, the transfer row
+and any sanity-check warnings. Every flag is checked before a model is loaded.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+# Own FlagValues: launch.train defines --workdir too, and both are imported by one test process.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("workdir", None, "A launch.train workdir (checkpoints/<which>.keras).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("saved_model", None, "A SavedModel folder (saved_model.pb; e.g. from "
+                    "launch.export) whose serve() maps [0, 1] images to logits.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("which", "best", "Workdir checkpoint: best or final.", flag_values=FLAGS)
+flags.DEFINE_string("split", "test", "Dataset split: test, val or train.", flag_values=FLAGS)
+flags.DEFINE_string("dataset", None, "Dataset name (default: the workdir's; required for a "
+                    "SavedModel without metadata.json unless --data).", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: the workdir's).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("data", None, "Your own .npz with x (N x H x W x C in [0, 1]) and integer "
+                    "labels y; replaces --dataset/--split.", flag_values=FLAGS)
+flags.DEFINE_string("attacks", "pgd20,cw_inf,autoattack", "Comma-separated attacks: pgd20, "
+                    "cw_inf, cw_l2, apgd_ce, apgd_t, fab_t, square, autoattack.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("eps", "8/255", "L-inf radius: a number or a fraction like 8/255.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("n", None, "Evaluate the first N examples (default: all).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 256, "Examples per attack batch.", flag_values=FLAGS)
+flags.DEFINE_multi_string("attack_option", [], "ATTACK.OPTION=VALUE overriding an attack's "
+                          "standard setting, e.g. autoattack.n_iter=10 (repeatable).",
+                          flag_values=FLAGS)
+flags.DEFINE_string("transfer_from", None, "Workdir or SavedModel to craft examples on; the "
+                    "evaluated model is scored on them (its own report row).", flag_values=FLAGS)
+flags.DEFINE_string("transfer_attack", "pgd20", "Attack used on --transfer_from.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("out", None, "JSON report path.", flag_values=FLAGS)
+flags.DEFINE_bool("sanity", True, "Run the robustness sanity checks (warnings in the report).",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("large_eps_check", False, "Also check that PGD at eps=0.5 breaks the model "
+                  "(a gradient-masking test; costs one more attack).", flag_values=FLAGS)
+flags.DEFINE_bool("progress", True, "A progress bar per attack (one line per attack when "
+                  "stderr is not a terminal).", flag_values=FLAGS)
+
+
+def parse_eps(text):
+    """'8/255' or '0.031' -> float; anything else is refused by name."""
+    try:
+        if "/" in str(text):
+            num, den = str(text).split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"--eps must be a number or a fraction like 8/255, got {text!r}.")
+
+
+def _fail(message):
+    raise SystemExit(f"launch.evaluate: {message}")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull", "--helpshort") for a in argv):
+        print(__doc__)
+        print(FLAGS.get_help())
+        return 0
+    FLAGS.unparse_flags()
+    try:
+        rest = FLAGS(["launch.evaluate"] + argv)
+    except flags.Error as e:
+        _fail(e)
+    if len(rest) > 1:
+        _fail(f"unexpected arguments {rest[1:]}; every setting is a --flag=value.")
+    if bool(FLAGS.workdir) == bool(FLAGS.saved_model):
+        _fail("pass exactly one of --workdir=DIR (a launch.train run) or --saved_model=DIR.")
+    from birds_tf.evaluation import robustness
+    try:
+        report, out = robustness.evaluate_path(
+            FLAGS.workdir or FLAGS.saved_model, which=FLAGS.which, split=FLAGS.split,
+            dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, data=FLAGS.data,
+            attacks=FLAGS.attacks, eps=parse_eps(FLAGS.eps), n=FLAGS.n,
+            batch_size=FLAGS.batch_size, attack_options=FLAGS.attack_option,
+            transfer_from=FLAGS.transfer_from, transfer_attack=FLAGS.transfer_attack,
+            out=FLAGS.out, sanity=FLAGS.sanity, large_eps_check=FLAGS.large_eps_check,
+            progress=FLAGS.progress)
+    except (ValueError, FileNotFoundError) as e:  # NotAWorkdirError, DatasetNotFoundError too
+        _fail(e)
+    where = report["data"] or f"{report['dataset']} {report['split']}"
+    print(f"{report['model']} on {where}, eps={report['eps']:.4g}")
+    print(robustness.format_table(report))
+    for warning in report["warnings"]:
+        print(f"WARNING: {warning}")
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
