@@ -71,3 +71,46 @@ def test_training_reports_running_adversarial_accuracy():
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert set(history.history) >= {"loss", "ra"}
     assert 0.0 <= history.history["ra"][0] <= 1.0
+
+
+def test_jit_compile_step_matches_eager_graph_step():
+    x, y = _data()
+    weights = _net().get_weights()
+    results = []
+    for jit in (False, True):
+        net = _net()
+        net.set_weights(weights)
+        model = AdversarialModel(net, AttackConfig(eps=0.1, step_size=0.03, steps=2,
+                                                   random_start=False))
+        model.compile(optimizer=TorchSGD(0.1), jit_compile=jit)
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        results.append(net.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_step_runs_and_keeps_float32_masks(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        net = birds_tf.models.build("preact_resnet18", 3, (8, 8, 1), width=4)
+        birds_tf.sparsity.init_sparse(net, 0.5, "uniform", 0)
+        model = AdversarialModel(net, AttackConfig(eps=0.1, step_size=0.03, steps=2))
+        optimizer = TorchSGD(0.05)
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer)
+        cb = birds_tf.DynamicSparsity(delta_t=1, total_steps=4)
+        x, y = _data()
+        x = x[..., :1][:, :6, :6]
+        x = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[cb])
+        assert np.isfinite(history.history["loss"][0])
+        assert net.get_layer("linear").kernel.dtype == "float32"
+        assert birds_tf.sparsity.global_density(net) == pytest.approx(0.5, abs=0.01)
+        assert cb.updates == 2
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

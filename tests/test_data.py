@@ -316,3 +316,17 @@ def test_bad_arguments(kwargs, bad):
 def test_numpy_integers_are_accepted():
     s = get_dataset("digits", batch_size=np.int64(500), seed=np.int32(2), max_eval=np.int64(7))
     assert s.steps_per_epoch == 3 and s.num_val == 7 and isinstance(s.num_val, int)
+
+
+def test_train_epochs_are_keyed_by_epoch_so_resumes_see_the_same_batches():
+    from birds_tf.data import get_dataset
+    splits = get_dataset("digits", batch_size=128, seed=3)
+    steps = splits.steps_per_epoch
+    full = [(x.numpy(), y.numpy()) for x, y in splits.train_epochs(0, 3)]
+    assert len(full) == 3 * steps
+    resumed = [(x.numpy(), y.numpy()) for x, y in splits.train_epochs(2, 3)]
+    for (xa, ya), (xb, yb) in zip(full[2 * steps:], resumed):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # Different epochs are shuffled and augmented differently.
+    assert not np.array_equal(full[0][1], full[steps][1])

@@ -9,17 +9,32 @@ import numpy as np
 import pytest
 
 from launch import evaluate as evaluate_cli
-from tests import demo_workdirs
-
-ROOT = demo_workdirs.ROOT
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Standard AutoAttack runs ~1 min here; these keep its cascade with fewer iterations/queries.
 FAST_AA = ["--attack_option=autoattack.n_iter=20", "--attack_option=autoattack.n_queries=100",
            "--attack_option=autoattack.n_target_classes=3"]
 
 
+# Smoke-size dense PGD-AT, trained long enough (~75% clean) for the attack ordering to mean
+# something; ~45 s on 2 CPU cores.
+BINDINGS = ["train_eval.epochs = 6", "train_eval.milestones = (5,)", "train_eval.max_train = 1024"]
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    return str(demo_workdirs.make(tmp_path_factory, ("dense",))["dense"])
+    import gin
+
+    from launch import train
+    path = str(tmp_path_factory.mktemp("evaluate") / "dense")
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        gin.clear_config()
+        train.run(["gin/quickstart.gin", "gin/smoke.gin"], BINDINGS, path, verbose=0)
+    finally:
+        gin.clear_config()
+        os.chdir(cwd)
+    return path
 
 
 @pytest.fixture(scope="module")

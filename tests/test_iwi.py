@@ -1,4 +1,4 @@
-"""Inverse weights inheritance: the dense net starts from the sparse net's values, zeros elsewhere."""
+"""Inverse weights inheritance: the dense net starts from the sparse net's values, else zeros."""
 import json
 
 import numpy as np
@@ -42,19 +42,17 @@ def test_dense_net_inherits_exactly_the_sparse_values_and_zeros_elsewhere():
     assert masks_lib.global_density(sparse) == pytest.approx(0.2, abs=0.01)  # source untouched
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(prune_sparsity=1.0), r"prune_sparsity must be in \(0, 1\), got 1.0"),
-    (dict(prune_sparsity=0), r"prune_sparsity must be in \(0, 1\), got 0"),
-    (dict(dense_epochs=0), "dense_epochs must be an integer >= 1, got 0"),
-    (dict(finetune_epochs=10, finetune_milestones=(20,)), "finetune milestone 20 is outside"),
-    (dict(finetune_lr=0.0), "finetune_lr must be > 0"),
-])
-def test_bad_iwi_settings_are_refused(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        iwi.InverseWeightsInheritance(Config(method="iwi"), **kwargs)
-
-
-def test_iwi_takes_no_train_eval_sparsity(tmp_path, tiny_arch):
+def test_bad_iwi_settings_are_refused_before_training(tmp_path, tiny_arch):
+    cases = [
+        (dict(prune_sparsity=1.0), r"prune_sparsity must be in \(0, 1\), got 1.0"),
+        (dict(prune_sparsity=0), r"prune_sparsity must be in \(0, 1\), got 0"),
+        (dict(dense_epochs=0), "dense_epochs must be an integer >= 1, got 0"),
+        (dict(finetune_epochs=10, finetune_milestones=(20,)), "finetune milestone 20 is outside"),
+        (dict(finetune_lr=0.0), "finetune_lr must be > 0"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            iwi.InverseWeightsInheritance(Config(method="iwi"), **kwargs)
     with pytest.raises(ValueError, match="trains a dense model"):
         run(["iwi_resnet18.gin", "smoke.gin"], FAST + ["train_eval.sparsity = 0.8"],
             tmp_path / "w")

@@ -16,7 +16,7 @@ from birds_tf.training.adversarial import AttackConfig
 from birds_tf.training.optimizer import TorchSGD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["train_eval.max_train = 128", "train_eval.max_eval = 64", "train_eval.batch_size = 32"]
+SMALL = ["train_eval.max_train = 128", "train_eval.max_eval = 32", "train_eval.batch_size = 32"]
 
 
 @pytest.fixture
@@ -182,8 +182,8 @@ def teachers(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(ROOT)
     base = tmp_path_factory.mktemp("teachers")
-    one = ["train_eval.epochs = 1", "train_eval.milestones = ()", "train_eval.rgg_eval = False",
-           "train_eval.max_eval = 32"] + SMALL
+    one = ["train_eval.epochs = 1", "train_eval.milestones = ()",
+           "train_eval.rgg_eval = False"] + SMALL
     try:
         _train(["gin/std_resnet18.gin", "gin/smoke.gin"], one, base / "std")
         _train(["gin/dense_resnet18.gin", "gin/smoke.gin"], one, base / "adv")
@@ -199,36 +199,85 @@ def _kd_bindings(teachers, **extra):
     return out
 
 
-def test_fb_plus_with_kd_and_swa_runs_end_to_end(tmp_path, _gin_root, teachers, monkeypatch):
+class _Interrupted(Exception):
+    pass
+
+
+def test_fb_plus_with_kd_and_swa_runs_end_to_end_and_resumes(tmp_path, _gin_root, teachers,
+                                                              monkeypatch):
+    from birds_tf.training import resume
+    from birds_tf.utils import workdir as wd
+    with open(os.path.join(teachers["std"], "config.gin")) as f:
+        assert "train_eval.train_eps = 0.0" in f.read()  # the clean teacher
     traced = []
     loss = distillation.DistillationModel.compute_example_loss
     monkeypatch.setattr(distillation.DistillationModel, "compute_example_loss",
                         lambda self, *a: traced.append(len(self._kd_teachers)) or loss(self, *a))
-    from birds_tf.utils import workdir as wd
-    with open(os.path.join(teachers["std"], "config.gin")) as f:
-        assert "train_eval.train_eps = 0.0" in f.read()  # the clean teacher
-    assert wd.results(teachers["std"])["method"] == "dense"
-    results = _train(["gin/fb_plus_kd_swa_resnet18.gin", "gin/smoke.gin"],
-                     _kd_bindings(teachers), tmp_path / "run")
+    # Interrupt at the first step of epoch 2 (epoch 1 and its SWA average are saved), then rerun
+    # the same command: it resumes with the average of epoch 1.
+    fault = resume.fault_point
+
+    def interrupt(where, epoch, step=None):
+        if where == "step" and epoch == 2:
+            raise _Interrupted()
+        return fault(where, epoch, step)
+
+    files = ["gin/fb_plus_kd_swa_resnet18.gin", "gin/smoke.gin"]
+    workdir = tmp_path / "run"
+    monkeypatch.setattr(resume, "fault_point", interrupt)
+    with pytest.raises(_Interrupted):
+        _train(files, _kd_bindings(teachers), workdir)
+    monkeypatch.setattr(resume, "fault_point", fault)
+    results = _train(files, _kd_bindings(teachers), workdir)
+
     assert results["method"] == "fb_plus" and results["kd"] is True and results["swa"] is True
     assert traced and set(traced) == {2}  # the main stage distilled from both teachers
     assert results["kd_teacher_std"].endswith(os.path.join("checkpoints", "final.keras"))
     assert results["kd_teacher_adv"].endswith(os.path.join("checkpoints", "best.keras"))
     assert results["swa_updates"] == 2 and results["swa_start_epoch"] == 1
+    assert results["kd_teacher_forward_flops"] > 0
     for key in ("swa_ra_best", "swa_ra_final", "swa_ra_diff", "swa_sa_best", "swa_sa_final",
                 "swa_best_epoch", "swa_train_ra_final", "swa_rgg_final", "ra_best", "ra_final",
                 "sa_final", "rgg_final"):
         assert np.isfinite(results[key]), key
-    history = wd.history(tmp_path / "run")
+    history = wd.history(workdir)
     assert [int(r["swa_updates"]) for r in history] == [1, 2]
     assert history[-1]["swa_test_ra"] == pytest.approx(results["swa_ra_final"])
-    # The saved average keeps the final mask of FB+.
-    avg = keras.models.load_model(tmp_path / "run" / "checkpoints" / "swa.keras", compile=False)
-    final = wd.load_model(tmp_path / "run", "final")
+    # The saved average keeps the final mask of FB+ ...
+    avg = keras.models.load_model(workdir / "checkpoints" / "swa.keras", compile=False)
+    final = wd.load_model(workdir, "final")
     assert 0.75 < 1 - masks.global_density(avg) < 0.85
+    final_masks = {id(v): layer.mask.numpy() for layer in masks.masked_layers(final)
+                   for v in [layer.kernel]}
     for a, b in zip(masks.masked_layers(avg), masks.masked_layers(final)):
         np.testing.assert_array_equal(a.mask.numpy(), b.mask.numpy())
         assert np.all(a.kernel.numpy()[b.mask.numpy() == 0] == 0)
+    # ... and is (epoch-1 average restored on resume + final weights) / 2, masked.
+    first = keras.models.clone_model(final)
+    first.load_weights(workdir / "checkpoints" / "swa_resume" / "epoch_0001.weights.h5")
+    for a1, w2, a2 in zip(first.trainable_variables, final.trainable_variables,
+                          avg.trainable_variables):
+        expected = (a1.numpy() + w2.numpy()) / 2
+        if id(w2) in final_masks:
+            expected = expected * final_masks[id(w2)]
+        np.testing.assert_allclose(a2.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_swa_under_a_mirrored_strategy_matches_one_device(two_cpus):
+    strategy = tf.distribute.MirroredStrategy(two_cpus)
+    with strategy.scope():
+        net = _bn_net()
+    x = _images(40)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(40) % 3)).batch(16)
+    mirrored = swa.StochasticWeightAveraging(net, 1, ds, val=ds, strategy=strategy,
+                                             attack=AttackConfig(0.1, 0.05, 1, True, "eval"))
+    logs = {}
+    mirrored.on_epoch_end(0, logs)
+    assert 0 <= logs["swa_val_ra"] <= 100
+    single = swa.StochasticWeightAveraging(net, 1, ds)
+    single.update()
+    for a, b in zip(mirrored.swa_net.weights, single.swa_net.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_a_savedmodel_teacher_is_accepted(tmp_path, teachers):

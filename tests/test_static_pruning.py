@@ -46,7 +46,7 @@ def test_global_and_layerwise_magnitude_pruning_keep_exact_counts():
 # ------------------------------------------------------------------------------------------------
 # refusals
 
-@pytest.mark.parametrize("files,binding,match", [
+BAD_SETTINGS = [
     (["snip_resnet18.gin"], ["train_eval.method = 'prune_at_init'",
                              "PruneAtInit.scorer = 'fisher'"], "Unknown scorer 'fisher'"),
     (["synflow_resnet18.gin"], ["SynFlow.rounds = 0"],
@@ -64,16 +64,16 @@ def test_global_and_layerwise_magnitude_pruning_keep_exact_counts():
     (["igq_resnet18.gin"], ["train_eval.sparsity = 0.0"], "needs a target sparsity"),
     (["small_dense_resnet18.gin"], ["train_eval.arch = 'vgg16_bn'"],
      "small_dense narrows a PreActResNet-18"),
-])
-def test_bad_baseline_settings_are_refused_before_training(tmp_path, tiny_arch, files, binding,
-                                                           match):
-    with pytest.raises(ValueError, match=match):
-        run(files + ["smoke.gin"], binding, tmp_path / "w")
-    assert not (tmp_path / "w" / "metrics.csv").exists()
-    assert not (tmp_path / "w" / "pretrain_metrics.csv").exists()
+]
 
 
-def test_every_baseline_is_registered():
+def test_bad_baseline_settings_are_refused_before_training(tmp_path, tiny_arch):
+    for i, (files, binding, match) in enumerate(BAD_SETTINGS):
+        workdir = tmp_path / f"w{i}"
+        with pytest.raises(ValueError, match=match):
+            run(files + ["smoke.gin"], binding, workdir)
+        assert not (workdir / "metrics.csv").exists(), binding
+        assert not (workdir / "pretrain_metrics.csv").exists(), binding
     for name in ("rb", "random", "igq", "erk", "omp", "snip", "grasp", "synflow",
                  "prune_at_init", "small_dense", "gmp", "iwi"):
         assert methods.get(name).name == name
@@ -82,44 +82,48 @@ def test_every_baseline_is_registered():
 # ------------------------------------------------------------------------------------------------
 # masks chosen before training (no training needed to check them)
 
-@pytest.mark.parametrize("method", ["random", "igq", "erk", "snip", "grasp"])
-def test_static_masks_hit_the_target_density(tmp_path, tiny_arch, method):
-    exp = experiment(tmp_path, method)
-    plugin = methods.get(method)(exp.config)
-    net, model = plugin.prepare(exp, None)
-    density = masks_lib.global_density(net)
-    kernels = sum(layer.kernel.shape.num_elements() for layer in masks_lib.masked_layers(net))
-    if method in ("snip", "grasp"):       # score > k-th smallest: ties may prune a few more
-        assert 0.19 <= density <= 0.2 + 1 / kernels
-    else:
-        assert density == pytest.approx(0.2, abs=len(masks_lib.masked_layers(net)) / kernels)
-    for layer in masks_lib.masked_layers(net):   # pruned weights are zero
-        assert not np.asarray(layer.kernel)[np.asarray(layer.mask) == 0].any()
-    info = json.loads((tmp_path / "pruning.json").read_text())
-    assert info["mask_method"] == method and info["density_initial"] == pytest.approx(density)
-    if method == "random":
-        assert all(d == pytest.approx(0.2, abs=0.05)
-                   for d in info["layer_densities_initial"].values())
-    if method == "grasp":
-        assert info["temperature"] == 200.0 and info["scoring_samples"] == 100
+def test_static_masks_hit_the_target_density(tmp_path, tiny_arch):
+    for method in ("random", "igq", "erk", "snip", "grasp"):
+        workdir = tmp_path / method
+        exp = experiment(workdir, method)
+        plugin = methods.get(method)(exp.config)
+        net, model = plugin.prepare(exp, None)
+        density = masks_lib.global_density(net)
+        layers = masks_lib.masked_layers(net)
+        kernels = sum(layer.kernel.shape.num_elements() for layer in layers)
+        if method in ("snip", "grasp"):       # score > k-th smallest: ties may prune a few more
+            assert 0.19 <= density <= 0.2 + 1 / kernels, method
+        else:
+            assert density == pytest.approx(0.2, abs=len(layers) / kernels), method
+        for layer in layers:                  # pruned weights are zero
+            assert not np.asarray(layer.kernel)[np.asarray(layer.mask) == 0].any(), method
+        info = json.loads((workdir / "pruning.json").read_text())
+        assert info["mask_method"] == method
+        assert info["density_initial"] == pytest.approx(density)
+        if method == "random":
+            assert all(d == pytest.approx(0.2, abs=0.05)
+                       for d in info["layer_densities_initial"].values())
+        if method == "grasp":
+            assert info["temperature"] == 200.0 and info["scoring_samples"] == 100
 
 
-@pytest.mark.parametrize("sparsity", [0.8, 0.9])
-def test_small_dense_results_report_its_parameter_equivalent_sparsity(tmp_path, sparsity):
-    exp = experiment(tmp_path, "small_dense", arch="preact_resnet18", arch_kwargs={},
-                     sparsity=sparsity)
-    plugin = methods.get("small_dense")(exp.config)
-    net, model = plugin.prepare(exp, None)
-    results = plugin.results(exp, model)
-    kernels = sum(layer.kernel.shape.num_elements() for layer in masks_lib.masked_layers(net))
-    assert results["small_dense_params"] == kernels
-    full = birds_tf.models.build("preact_resnet18", 10, exp.splits.input_shape)
+def test_small_dense_results_report_its_parameter_equivalent_sparsity(tmp_path):
+    full = birds_tf.models.build("preact_resnet18", 10, (8, 8, 1))
     dense = sum(layer.kernel.shape.num_elements() for layer in masks_lib.masked_layers(full))
-    assert results["dense_params"] == dense
-    target = (1 - sparsity) * dense
-    assert abs(kernels - target) / target < 0.02
-    assert results["param_equivalent_sparsity"] == pytest.approx(1 - kernels / dense)
-    assert masks_lib.global_density(net) == 1.0      # trained densely
+    for sparsity in (0.8, 0.9):
+        exp = experiment(tmp_path / str(sparsity), "small_dense", arch="preact_resnet18",
+                         arch_kwargs={}, sparsity=sparsity)
+        plugin = methods.get("small_dense")(exp.config)
+        net, model = plugin.prepare(exp, None)
+        results = plugin.results(exp, model)
+        kernels = sum(layer.kernel.shape.num_elements()
+                      for layer in masks_lib.masked_layers(net))
+        assert results["small_dense_params"] == kernels
+        assert results["dense_params"] == dense
+        target = (1 - sparsity) * dense
+        assert abs(kernels - target) / target < 0.02
+        assert results["param_equivalent_sparsity"] == pytest.approx(1 - kernels / dense)
+        assert masks_lib.global_density(net) == 1.0      # trained densely
 
 
 # ------------------------------------------------------------------------------------------------

@@ -34,6 +34,17 @@ def eval_pipeline(ds, source, batch_size, limit):
     return ds.prefetch(AUTOTUNE)
 
 
+def _augmenter(source):
+    """Map function for ((images, labels), seed pair) batches: the dataset's augmentation."""
+    def augment_fn(batch, batch_seed):
+        images, labels = batch
+        images = augment_lib.augment_batch(
+            _to_float(images), batch_seed, pad=source.pad, flip=source.flip,
+            rotate_degrees=source.rotate_degrees)
+        return _finish(images, labels)
+    return augment_fn
+
+
 def train_pipeline(ds, source, batch_size, limit, num_examples, seed, augment):
     """Capped, reshuffled every epoch, decoded, batched, scaled, and augmented when asked."""
     if limit is not None:
@@ -45,16 +56,8 @@ def train_pipeline(ds, source, batch_size, limit, num_examples, seed, augment):
     if augment:
         # One fresh int64 per batch and per iteration; it seeds the stateless augmentation ops.
         noise = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, noise))
-
-        def augment_fn(batch, batch_seed):
-            images, labels = batch
-            images = augment_lib.augment_batch(
-                _to_float(images), batch_seed, pad=source.pad, flip=source.flip,
-                rotate_degrees=source.rotate_degrees)
-            return _finish(images, labels)
-
-        ds = ds.map(augment_fn, num_parallel_calls=AUTOTUNE)
+        ds = tf.data.Dataset.zip((ds, noise)).map(_augmenter(source),
+                                                  num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
@@ -83,15 +86,7 @@ def train_epochs_pipeline(ds, source, batch_size, limit, num_examples, seed, aug
             return out.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
         batch_seeds = tf.data.Dataset.range(steps).map(
             lambda b: tf.stack([shuffle_seed + 7, b]))
-
-        def augment_fn(batch, batch_seed):
-            images, labels = batch
-            images = augment_lib.augment_batch(
-                _to_float(images), batch_seed, pad=source.pad, flip=source.flip,
-                rotate_degrees=source.rotate_degrees)
-            return _finish(images, labels)
-
-        return tf.data.Dataset.zip((out, batch_seeds)).map(augment_fn,
+        return tf.data.Dataset.zip((out, batch_seeds)).map(_augmenter(source),
                                                             num_parallel_calls=AUTOTUNE)
 
     epochs = tf.data.Dataset.range(int(first_epoch), int(last_epoch))

@@ -40,8 +40,9 @@ def kd_loss(student_logits, teacher_logits, temperature=2.0):
 class Teacher:
     """A frozen classifier ``[0, 1] images -> logits`` in inference mode, with its shapes."""
 
-    def __init__(self, fn, num_classes, input_shape, source, kind):
+    def __init__(self, fn, num_classes, input_shape, source, kind, net=None):
         self._fn = fn
+        self.net = net  # the Keras model when loaded from a .keras file (for FLOPs)
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.source = source
@@ -89,7 +90,7 @@ def load_teacher(path, checkpoint="best", role="teacher", strategy=None):
             net = keras.models.load_model(where, compile=False)
         net.trainable = False
         return Teacher(lambda x: net(x, training=False), int(net.output_shape[-1]),
-                       net.input_shape[1:], where, kind)
+                       net.input_shape[1:], where, kind, net=net)
     loaded = tf.saved_model.load(where)
     signature = None
     for name in ("serve", "serving_default"):
@@ -223,15 +224,23 @@ class KnowledgeDistillation:
 
         return make
 
-    def results(self):
+    def results(self, num_train=None, epochs=None):
+        """Settings and teachers; with ``num_train`` and ``epochs``, also the FLOPs of the teachers'
+        forward passes during training (not in ``training_flops``, which counts the student)."""
         if not self.enabled:
             return {"kd": False}
+        flops_per_example = None
+        if self.teachers and all(t.net is not None for t in self.teachers.values()):
+            from birds_tf.metrics import flops
+            flops_per_example = sum(flops.count(t.net).flops for t in self.teachers.values())
         return {"kd": True, "kd_ce_weight": float(self.ce_weight),
                 "kd_std_weight": float(self.std_weight),
                 "kd_adv_weight": float(self.adv_weight),
                 "kd_temperature": float(self.temperature),
                 "kd_teacher_std": self._source("teacher_std"),
-                "kd_teacher_adv": self._source("teacher_adv")}
+                "kd_teacher_adv": self._source("teacher_adv"),
+                "kd_teacher_forward_flops": None if flops_per_example is None or not num_train
+                else float(flops_per_example) * num_train * epochs}
 
     def _source(self, role):
         teacher = (self.teachers or {}).get(role)

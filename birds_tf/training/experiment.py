@@ -8,7 +8,6 @@ a resumable checkpoint, ``results.json``) and the paper's evaluation protocol.
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -275,6 +274,3 @@ def _final_sparsity(net):
     except ValueError:
         return 0.0
 
-
-def steps_per_epoch(num_train, batch_size):
-    return math.ceil(num_train / batch_size)

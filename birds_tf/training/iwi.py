@@ -68,20 +68,17 @@ class InverseWeightsInheritance(methods.Method):
                 self.info = json.load(f)
             net = exp.build_net()
             return net, exp.make_trainer(net)
-        csv = "iwi_stage_a_metrics.csv"
         dense = exp.build_net()
+        log = stages.PreStageLog(exp.path("iwi_stage_a_metrics.csv"), exp.splits, "dense",
+                                 exp.strategy, seed=self.config.seed)
         trainer = stages.make_stage_trainer(exp, dense, "pgd", self.dense_epochs,
                                             self.dense_milestones)
-        rows = stages.run_pre_stage(exp, trainer, self.dense_epochs, csv, "dense")
+        stages.run_pre_stage(exp, trainer, self.dense_epochs, None, "dense", log=log)
         masks_lib.set_masks(dense, magnitude.global_magnitude_masks(
             dense, 1.0 - self.prune_sparsity, layer_filter="all", rule="l1_unstructured"))
         trainer = stages.make_stage_trainer(exp, dense, "pgd", self.finetune_epochs,
                                             self.finetune_milestones, self.finetune_lr)
-        log = stages.PreStageLog(exp.path(csv), exp.splits, "finetune", exp.strategy,
-                                 seed=self.config.seed)
-        log.rows = list(rows)
-        trainer.fit(exp.splits.train, epochs=self.finetune_epochs, callbacks=[log], verbose=0,
-                    shuffle=False)
+        stages.run_pre_stage(exp, trainer, self.finetune_epochs, None, "finetune", log=log)
         self.sparse_net = dense
         test = evaluation.SplitEvaluator(dense, self.config.eval_attack(), exp.strategy,
                                          self.config.seed)(exp.splits.test)

@@ -107,7 +107,7 @@ class MaskQueue:
 
 
 class EarlyBirdDetector(keras.callbacks.Callback):
-    """After every epoch: conv-only early-bird mask, FIFO distances, stop when the ticket emerged."""
+    """After every epoch: conv-only early-bird mask, FIFO distances; stops once a ticket emerged."""
 
     def __init__(self, net, density, tau=0.1, queue_length=5, comparison="<",
                  distance_mode="newest"):

@@ -62,7 +62,7 @@ class Smoothing:
         return [callback]
 
     def results(self, exp, model):
-        out = self.kd.results()
+        out = self.kd.results(exp.splits.num_train, len(exp.history))
         out["swa"] = bool(self.swa.enabled)
         if not self.swa.enabled:
             return out

@@ -184,17 +184,28 @@ class PreStageLog(keras.callbacks.Callback):
                      {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
 
 
-def run_pre_stage(exp, trainer, epochs, csv_name, stage, callbacks=(), robust_eval=False):
-    """``fit`` a pre-stage for up to ``epochs`` epochs; returns its rows (one per epoch run)."""
-    log = PreStageLog(exp.path(csv_name), exp.splits, stage, exp.strategy,
-                      exp.config.eval_attack() if robust_eval else None, exp.config.seed)
+def run_pre_stage(exp, trainer, epochs, csv_name, stage, callbacks=(), robust_eval=False,
+                  log=None):
+    """``fit`` a pre-stage for up to ``epochs`` epochs; returns its rows (one per epoch run).
+
+    Pass the ``log`` of an earlier pre-stage on the same net to append to its CSV (and reuse its
+    compiled evaluator); its ``stage`` label is switched to ``stage``.
+    """
+    if log is None:
+        log = PreStageLog(exp.path(csv_name), exp.splits, stage, exp.strategy,
+                          exp.config.eval_attack() if robust_eval else None, exp.config.seed)
+    log.stage = stage
+    first = len(log.rows)
     trainer.fit(exp.splits.train, epochs=int(epochs), callbacks=list(callbacks) + [log],
                 verbose=0, shuffle=False)
-    return log.rows
+    return log.rows[first:]
 
 
 def copy_weights(source, target):
-    """Every variable of ``source`` (kernels, masks, BN statistics) into the same-arch ``target``."""
+    """Every variable of ``source`` (kernels, masks, BN statistics) into ``target``.
+
+    Both must have the same architecture (the same variables in the same order).
+    """
     src, dst = source.get_weights(), target.get_weights()
     if len(src) != len(dst) or any(np.shape(a) != np.shape(b) for a, b in zip(src, dst)):
         raise ValueError("copy_weights needs two networks of the same architecture.")

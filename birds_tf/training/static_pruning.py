@@ -304,11 +304,13 @@ class OMP(StaticMask):
     def describe(self, exp, net):
         last = self._rows[-1] if self._rows else {}
         # stage1_* are the pre-stage keys the FLOPs accounting reads (dense training).
-        return {"pretrain": self.pretrain, "pretrain_epochs": len(self._rows),
-                "stage1_epochs_run": len(self._rows),
-                "stage1_pgd_steps": stages.attack_steps(self.pretrain, self.config),
-                "pretrain_final_val_sa": last.get("val_sa"),
-                "pretrain_final_val_ra": last.get("val_ra")}
+        out = {"pretrain": self.pretrain, "pretrain_epochs": len(self._rows),
+               "stage1_epochs_run": len(self._rows),
+               "stage1_pgd_steps": stages.attack_steps(self.pretrain, self.config),
+               "pretrain_final_val_sa": last.get("val_sa")}
+        if "val_ra" in last:
+            out["pretrain_final_val_ra"] = last["val_ra"]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
