@@ -86,43 +86,39 @@ def test_workdir_pgd_cw_autoattack(workdir, capsys):
 
 
 def test_saved_model_on_npz_matches_keras(workdir, saved_model, npz, tmp_path):
+    import tensorflow as tf
+
     from birds_tf.attacks import run_attack
-    from birds_tf.evaluation import load_classifier
+    from birds_tf.evaluation import SavedModelClassifier, load_classifier
     from birds_tf.evaluation.robustness import load_npz
+    x, y = load_npz(npz)
+    wrapped = SavedModelClassifier(saved_model)  # the attacks need input gradients through it
+    xt = tf.constant(x[:4])
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(wrapped(xt, training=False)[:, 0])
+    assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, xt)))) > 0
     out = str(tmp_path / "sm.json")
     _run([f"--saved_model={saved_model}", f"--data={npz}", "--attacks=pgd20", f"--out={out}",
           "--batch_size=32"])
     report = _load(out)
     assert report["kind"] == "saved_model" and report["data"] == os.path.abspath(npz)
-    x, y = load_npz(npz)
+    assert report["dataset"] is None and report["n"] == 64
     keras_ra = run_attack("pgd20", load_classifier(workdir, "best"), x, y, batch_size=32)
-    assert report["n"] == 64
     assert report["attacks"]["pgd20"]["robust_accuracy"] == keras_ra["robust_accuracy"]
     assert report["clean_accuracy"] == keras_ra["clean_accuracy"]
 
 
-def test_saved_model_default_out_and_gradients(saved_model, npz):
-    import tensorflow as tf
-    from birds_tf.evaluation import SavedModelClassifier
-    model = SavedModelClassifier(saved_model)
-    x = tf.constant(np.load(npz)["x"][:4])
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_sum(model(x, training=False)[:, 0])
-    assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, x)))) > 0
-    _run([f"--saved_model={saved_model}", "--dataset=digits", "--split=val", "--n=16",
-          "--attacks=cw_inf", "--sanity=false"])
+def test_transfer_row_and_saved_model_dataset(workdir, saved_model):
+    # A SavedModel on a named dataset split, attacked directly and with examples crafted on the
+    # workdir's final checkpoint; the report goes beside the SavedModel by default.
+    _run([f"--saved_model={saved_model}", "--dataset=digits", "--split=val", "--n=64",
+          "--attacks=pgd20", f"--transfer_from={workdir}", "--which=final", "--sanity=false"])
     report = _load(saved_model + ".eval_val.json")
-    assert report["split"] == "val" and report["n"] == 16 and report["warnings"] == []
-
-
-def test_transfer_row(workdir, saved_model, tmp_path):
-    out = str(tmp_path / "transfer.json")
-    _run([f"--workdir={workdir}", "--which=final", "--n=64", "--attacks=pgd20",
-          f"--transfer_from={saved_model}", f"--out={out}"])
-    report = _load(out)
+    assert report["split"] == "val" and report["n"] == 64 and report["warnings"] == []
     t = report["transfer"]
-    assert t["attack"] == "pgd20" and t["source"] == os.path.abspath(saved_model)
+    assert t["attack"] == "pgd20"
+    assert t["source"] == os.path.join(os.path.abspath(workdir), "checkpoints", "final.keras")
     assert t["n"] == 64 and t["seconds"] > 0
     assert 0 <= t["robust_accuracy"] <= report["clean_accuracy"]
     assert [r["attack"] for r in report["rows"]] == ["pgd20", "transfer pgd20"]
@@ -148,7 +144,7 @@ BAD = {
     "bad_which": (lambda wd, sm, tmp: [f"--workdir={wd}", "--which=last"],
                   ["'last'", "'best' or 'final'"]),
     "bad_split": (lambda wd, sm, tmp: [f"--workdir={wd}", "--split=dev"],
-                  ["'dev'", "test, val or train"]),
+                  ["'dev'", "test, val, train"]),
     "saved_model_no_dataset": (lambda wd, sm, tmp: [f"--saved_model={sm}"],
                                ["--dataset", "--data"]),
     "npz_no_y": (lambda wd, sm, tmp: [f"--saved_model={sm}", "--data=" + _bad_npz(
@@ -167,25 +163,27 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_input_refused(case, workdir, saved_model, tmp_path, monkeypatch):
+def test_bad_inputs_refused_before_any_attack(workdir, saved_model, tmp_path, monkeypatch):
     import birds_tf.attacks.registry as registry
-    argv_fn, expected = BAD[case]
+    monkeypatch.setattr(registry, "run_attack", lambda *a, **k: pytest.fail("an attack ran"))
     before = set(os.listdir(workdir))
-    monkeypatch.setattr(registry, "run_attack", lambda *a, **k: pytest.fail("attack ran"))
-    with pytest.raises(SystemExit) as err:
-        evaluate_cli.main(argv_fn(workdir, saved_model, tmp_path))
-    message = str(err.value.code)
-    assert message.startswith("launch.evaluate: ")
-    for piece in expected:
-        piece = piece.replace("{tmp}", str(tmp_path))
-        assert piece in message, (piece, message)
+    for case, (argv_fn, expected) in sorted(BAD.items()):
+        with pytest.raises(SystemExit) as err:
+            evaluate_cli.main(argv_fn(workdir, saved_model, tmp_path))
+        message = str(err.value.code)
+        assert message.startswith("launch.evaluate: "), (case, message)
+        for piece in expected:
+            piece = piece.replace("{tmp}", str(tmp_path))
+            assert piece in message, (case, piece, message)
     assert set(os.listdir(workdir)) == before  # no report written
 
 
 def test_cli_entry_point(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--workdir={tmp_path}",
-                           "--attacks=fgsm"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode != 0
-    assert "Unknown attack(s) ['fgsm']" in proc.stderr
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "launch.evaluate", *args], cwd=ROOT, capture_output=True,
+        text=True, timeout=120)
+    proc = run("--help")
+    assert proc.returncode == 0 and "--attack_option" in proc.stdout and "--transfer_from" in \
+        proc.stdout
+    proc = run(f"--workdir={tmp_path}", f"--saved_model={tmp_path}")
+    assert proc.returncode == 1 and "pass exactly one of --workdir" in proc.stderr

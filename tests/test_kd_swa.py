@@ -247,8 +247,7 @@ def test_fb_plus_with_kd_and_swa_runs_end_to_end_and_resumes(tmp_path, _gin_root
     avg = keras.models.load_model(workdir / "checkpoints" / "swa.keras", compile=False)
     final = wd.load_model(workdir, "final")
     assert 0.75 < 1 - masks.global_density(avg) < 0.85
-    final_masks = {id(v): layer.mask.numpy() for layer in masks.masked_layers(final)
-                   for v in [layer.kernel]}
+    final_masks = {id(layer.kernel): layer.mask.numpy() for layer in masks.masked_layers(final)}
     for a, b in zip(masks.masked_layers(avg), masks.masked_layers(final)):
         np.testing.assert_array_equal(a.mask.numpy(), b.mask.numpy())
         assert np.all(a.kernel.numpy()[b.mask.numpy() == 0] == 0)
