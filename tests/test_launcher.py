@@ -104,3 +104,11 @@ def test_missing_cifar_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
         _run(tmp_path / "w", ["gin/dense_resnet18.gin"],
              TINY + [f"train_eval.data_dir = '{tmp_path / 'nodata'}'"])
+
+
+def test_non_finite_loss_stops_the_run_before_anything_bad_is_saved(tmp_path):
+    workdir = tmp_path / "nan"
+    with pytest.raises(FloatingPointError, match=r"became (nan|inf).*last good checkpoint"):
+        _run(workdir, ["gin/quickstart.gin"], TINY + ["train_eval.lr = 1e30"])
+    assert not (workdir / "results.json").exists()
+    assert not (workdir / "checkpoints" / "final.keras").exists()

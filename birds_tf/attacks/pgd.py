@@ -70,6 +70,7 @@ def pgd_linf_graph(model, x, y, eps, step_size, steps, random_start=True, traini
         delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
         return i + 1, delta
 
+    # A while loop, not an unrolled Python loop: measured 7% faster on CPU (BENCHMARKS.md).
     _, delta = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), delta),
                              maximum_iterations=steps)
     return tf.stop_gradient(tf.clip_by_value(x + delta, 0.0, 1.0))
