@@ -29,3 +29,14 @@ def two_cpus():
     if len(devices) < 2:
         pytest.skip("two logical CPU devices are not available")
     return devices[:2]
+
+
+def mirrored(devices):
+    """MirroredStrategy over the logical CPUs, reducing on one device.
+
+    TF picks collective ops for CPU-only mirroring; once any collective in the process is
+    aborted, every later one fails ("Restart your program to reset"), so one test's failure
+    would cascade into the others. Reducing on one device keeps tests independent.
+    """
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())

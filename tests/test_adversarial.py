@@ -1,11 +1,13 @@
 """AdversarialModel: training step semantics and MirroredStrategy equivalence."""
 import numpy as np
+import pytest
 import keras
 import tensorflow as tf
 
 import birds_tf
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import TorchSGD
+from conftest import mirrored
 
 
 def _net():
@@ -36,8 +38,8 @@ def _one_step(strategy, weights):
 def test_one_step_under_mirrored_equals_one_device(two_cpus):
     weights = _net().get_weights()
     single = _one_step(tf.distribute.get_strategy(), weights)
-    mirrored = _one_step(tf.distribute.MirroredStrategy(two_cpus), weights)
-    for a, b, w0 in zip(single, mirrored, weights):
+    on_two = _one_step(mirrored(two_cpus), weights)
+    for a, b, w0 in zip(single, on_two, weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(a, w0) for a, w0 in zip(single, weights))
 
@@ -89,7 +91,6 @@ def test_jit_compile_step_matches_eager_graph_step():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-import pytest  # noqa: E402
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

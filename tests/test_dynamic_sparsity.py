@@ -13,6 +13,7 @@ import birds_tf
 from birds_tf.sparsity import dynamic, masks
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import TorchSGD, momentum_buffer
+from conftest import mirrored
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,7 +124,7 @@ def test_fb_update_keeps_counts_zeroes_pruned_and_grown_weights_and_momentum():
 
 
 def test_replicas_hold_identical_masks_after_updates(two_cpus):
-    strategy = tf.distribute.MirroredStrategy(two_cpus)
+    strategy = mirrored(two_cpus)
     with strategy.scope():
         net = _sparse_net(0.3)
     model = _trainer(net, strategy)

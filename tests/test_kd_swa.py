@@ -14,6 +14,7 @@ from birds_tf.sparsity import masks
 from birds_tf.training import distillation, swa
 from birds_tf.training.adversarial import AttackConfig
 from birds_tf.training.optimizer import TorchSGD
+from conftest import mirrored
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["train_eval.max_train = 128", "train_eval.max_eval = 32", "train_eval.batch_size = 32"]
@@ -263,19 +264,19 @@ def test_fb_plus_with_kd_and_swa_runs_end_to_end_and_resumes(tmp_path, _gin_root
 
 
 def test_swa_under_a_mirrored_strategy_matches_one_device(two_cpus):
-    strategy = tf.distribute.MirroredStrategy(two_cpus)
+    strategy = mirrored(two_cpus)
     with strategy.scope():
         net = _bn_net()
     x = _images(40)
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(40) % 3)).batch(16)
-    mirrored = swa.StochasticWeightAveraging(net, 1, ds, val=ds, strategy=strategy,
+    on_two = swa.StochasticWeightAveraging(net, 1, ds, val=ds, strategy=strategy,
                                              attack=AttackConfig(0.1, 0.05, 1, True, "eval"))
     logs = {}
-    mirrored.on_epoch_end(0, logs)
+    on_two.on_epoch_end(0, logs)
     assert 0 <= logs["swa_val_ra"] <= 100
     single = swa.StochasticWeightAveraging(net, 1, ds)
     single.update()
-    for a, b in zip(mirrored.swa_net.weights, single.swa_net.weights):
+    for a, b in zip(on_two.swa_net.weights, single.swa_net.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 

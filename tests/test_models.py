@@ -8,6 +8,7 @@ from birds_tf import models
 from birds_tf.layers import MaskedConv2D, MaskedDense
 from birds_tf.models import small_dense
 from birds_tf.sparsity import masks
+from conftest import mirrored
 
 
 def _counts(model):
@@ -124,7 +125,7 @@ def test_bad_builds_name_the_value():
 
 def test_builds_and_steps_under_mirrored_strategy(two_cpus):
     from birds_tf.training.optimizer import TorchSGD
-    strategy = tf.distribute.MirroredStrategy(two_cpus)
+    strategy = mirrored(two_cpus)
     with strategy.scope():
         model = models.build("preact_resnet18", 10, (8, 8, 3), width=4)
         model.compile(optimizer=TorchSGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -87,3 +87,12 @@ def test_sigkill_at_any_moment_then_rerun_equals_uninterrupted(tmp_path, uninter
     proc.wait()
     _run(workdir)
     _assert_same(_outcome(workdir), uninterrupted)
+
+
+def test_killed_while_finishing_reruns_only_the_finish(tmp_path, uninterrupted):
+    """A kill after the last epoch but before results.json: the rerun trains nothing more."""
+    workdir = tmp_path / "finishing"
+    assert _run(workdir, crash_at="finish:3", check=False).returncode == 137
+    assert not (workdir / "results.json").exists()
+    _run(workdir)
+    _assert_same(_outcome(workdir), uninterrupted)

@@ -198,7 +198,8 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
     c = exp.config
     initial_epoch = 0
     best_val_ra = -1.0
-    if state is not None and state.get("stage") == "main":
+    # "done" without results.json: killed while finishing; every epoch is in the checkpoint.
+    if resume.in_main_stage(state):
         initial_epoch = int(state["epoch"])
         exp.history = list(state["history"])
         best_val_ra = float(state.get("best_val_ra", -1.0))
@@ -225,6 +226,7 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
                   callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
     exp.history = writer.history
     resume.mark_done(exp)
+    resume.fault_point("finish", c.epochs)  # tests: a crash between the last epoch and results
 
 
 def _verbosity(verbose):

@@ -25,7 +25,7 @@ import gin
 
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import evaluation, methods, stages
+from birds_tf.training import evaluation, methods, resume, stages
 from birds_tf.training.callbacks import write_json
 
 
@@ -63,7 +63,7 @@ class InverseWeightsInheritance(methods.Method):
         return exp.path("iwi_stage_a.json")
 
     def prepare(self, exp, state):
-        if state is not None and state.get("stage") == "main":
+        if resume.in_main_stage(state):
             with open(self._info_path(exp)) as f:
                 self.info = json.load(f)
             net = exp.build_net()

@@ -31,6 +31,11 @@ def load(exp):
         return json.load(f)
 
 
+def in_main_stage(state):
+    """True once the protocol's main PGD-AT run has started (pre-stages are then finished)."""
+    return state is not None and state.get("stage") in ("main", "done")
+
+
 def save_state(exp, state):
     files.atomic_write_text(_state_path(exp), json.dumps(state, indent=1, default=float))
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import methods, stages
+from birds_tf.training import methods, resume, stages
 from birds_tf.training.callbacks import write_json
 
 REWINDS = ("init", "none")
@@ -193,7 +193,7 @@ class RobustBird(methods.Method):
 
     def prepare(self, exp, state):
         density = 1.0 - self.config.sparsity
-        if state is not None and state.get("stage") == "main":
+        if resume.in_main_stage(state):
             # Masks, weights and optimizer come back from the main stage's checkpoint.
             with open(self._stage1_path(exp)) as f:
                 self.info = json.load(f)

@@ -33,7 +33,7 @@ from birds_tf import models as models_lib
 from birds_tf.models import small_dense as small_dense_lib
 from birds_tf.sparsity import distributions, gradual, magnitude, scorers
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import methods, stages
+from birds_tf.training import methods, resume, stages
 from birds_tf.training.callbacks import write_json
 
 
@@ -65,7 +65,7 @@ class StaticMask(methods.Method):
         return exp.path("pruning.json")
 
     def prepare(self, exp, state):
-        if state is not None and state.get("stage") == "main":
+        if resume.in_main_stage(state):
             self._load_info(exp)
             net = self.build(exp)
             return net, exp.make_trainer(net)
@@ -429,7 +429,6 @@ class GMP(methods.Method):
         return net, exp.make_trainer(net)
 
     def callbacks(self, exp, model, state):
-        from birds_tf.training import resume
         self.callback = gradual.GradualMagnitudePruning(self.schedule)
         saved = resume.callback_state(state, self.callback)
         if saved is not None:
