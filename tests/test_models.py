@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import keras
-import tensorflow as tf
 
 from birds_tf import models
 from birds_tf.layers import MaskedConv2D, MaskedDense

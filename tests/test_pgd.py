@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import keras
-import tensorflow as tf
 
 from birds_tf.attacks import pgd_linf
 from birds_tf.attacks.pgd import attack_loss

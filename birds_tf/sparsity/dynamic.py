@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training.optimizer import momentum_buffer
 
 GROWTH_MODES = ("gradient", "random")
 
@@ -253,15 +252,7 @@ class DynamicSparsity(keras.callbacks.Callback):
                 kernel * mask, mask, grad, k, self.prune_more, self.grow_more, self.prune_ratio,
                 self.growth_ratio, self.growth, self._rng)
             keep = (new_mask > 0) & ~pruned & ~grown
-            layer.mask.assign(new_mask.astype(np.float32))
-            layer.kernel.assign(kernel * keep)
-            if optimizer is not None and getattr(optimizer, "built", False):
-                try:
-                    buf = momentum_buffer(optimizer, layer.kernel)
-                except ValueError:
-                    buf = None
-                if buf is not None:
-                    buf.assign(np.asarray(buf.numpy()) * keep)
+            masks_lib.assign_mask_and_reset(layer, new_mask, keep, optimizer)
             before += int(mask.sum())
             after += int(new_mask.sum())
         self.updates += 1

@@ -17,7 +17,6 @@ import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.sparsity import schedules
-from birds_tf.training.optimizer import momentum_buffer
 
 SCHEDULES = ("polynomial", "constant")
 
@@ -80,15 +79,7 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
             mask, _ = schedules.tfmot_conditional_mask_update(kernel * old, old, self.schedule,
                                                               step)
             mask = mask.astype(np.float32)
-            layer.mask.assign(mask)
-            layer.kernel.assign(kernel * mask)
-            if optimizer is not None and getattr(optimizer, "built", False):
-                try:
-                    buf = momentum_buffer(optimizer, layer.kernel)
-                except ValueError:
-                    buf = None
-                if buf is not None:
-                    buf.assign(np.asarray(buf.numpy()) * mask)
+            masks_lib.assign_mask_and_reset(layer, mask, mask, optimizer)
             active += int(mask.sum())
             total += mask.size
         event = {"step": int(step), "sparsity": float(sparsity),

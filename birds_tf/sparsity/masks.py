@@ -113,3 +113,23 @@ def count_active(model):
     """Per-layer number of active weights."""
     return {layer.name: int(np.asarray(layer.mask.numpy()).sum())
             for layer in masked_layers(model)}
+
+
+def assign_mask_and_reset(layer, mask, keep, optimizer=None):
+    """Give ``layer`` a new mask; zero the kernel and its momentum wherever ``keep`` is 0.
+
+    Pruning and regrowth share this: a pruned weight must stop moving (its momentum would push it
+    on) and a grown one starts from zero with zero momentum.
+    """
+    from birds_tf.training.optimizer import momentum_buffer
+    keep = np.asarray(keep, dtype=np.float32)
+    layer.mask.assign(np.asarray(mask, dtype=np.float32))
+    layer.kernel.assign(np.asarray(layer.kernel.numpy()) * keep)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return
+    try:
+        buf = momentum_buffer(optimizer, layer.kernel)
+    except ValueError:
+        return
+    buf.assign(np.asarray(buf.numpy()) * keep)
