@@ -110,9 +110,10 @@ class MetricsWriter(keras.callbacks.Callback):
         write_metrics_csv(self.path, self.history)
 
 
-def write_metrics_csv(path, history):
-    columns = list(METRIC_COLUMNS)
-    for row in history:
+def write_rows_csv(path, rows, leading=()):
+    """Rows of dicts to CSV (``leading`` columns first, then first-seen order), atomically."""
+    columns = list(leading)
+    for row in rows:
         for key in row:
             if key not in columns:
                 columns.append(key)
@@ -120,9 +121,13 @@ def write_metrics_csv(path, history):
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
-        for row in history:
+        for row in rows:
             writer.writerow(row)
     os.replace(tmp, path)
+
+
+def write_metrics_csv(path, history):
+    write_rows_csv(path, history, METRIC_COLUMNS)
 
 
 def read_metrics_csv(path):

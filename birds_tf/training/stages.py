@@ -15,9 +15,7 @@ Training regimes (official code notes 1.1, ``Robust-Bird/utils/function.py``):
   ``1.25 * eps``, and a one-cycle triangular learning rate ``0 -> peak -> 0`` peaking at
   ``epochs * 2 // 5`` (the ``np.interp`` schedule of Wong et al.'s code, evaluated per iteration).
 """
-import csv
 import logging
-import os
 import time
 
 import keras
@@ -26,6 +24,7 @@ from keras import ops
 
 from birds_tf.training import evaluation
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
+from birds_tf.training.callbacks import write_rows_csv
 
 MODES = ("sgd", "pgd", "fast")
 FAST_STEP_FACTOR = 1.25
@@ -114,20 +113,6 @@ def make_stage_trainer(exp, net, mode, epochs, milestones=(), lr=None, fast_peak
                             lr_schedule=schedule, trainer_cls=AdversarialModel)  # never KD
 
 
-def write_rows_csv(path, rows):
-    """Rows of dicts to CSV (columns in first-seen order), replaced atomically."""
-    columns = []
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
 
 
 class PreStageLog(keras.callbacks.Callback):
