@@ -65,7 +65,9 @@ def pgd_linf_graph(model, x, y, eps, step_size, steps, random_start=True, traini
         with tf.GradientTape() as tape:
             tape.watch(delta)
             value = attack_loss(model(x + delta, training=training), y, loss)
-        grad = tape.gradient(value, delta)
+        # A model that blocks the gradient (e.g. stop_gradient) gets zero steps, not a crash.
+        grad = tape.gradient(value, delta,
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
         delta = tf.clip_by_value(delta + step_size * tf.sign(grad), -eps, eps)
         delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
         return i + 1, delta

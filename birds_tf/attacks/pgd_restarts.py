@@ -8,27 +8,13 @@ import numpy as np
 import tensorflow as tf
 
 from birds_tf.attacks import _common
-from birds_tf.attacks.pgd import attack_loss, validate
+from birds_tf.attacks.pgd import pgd_linf_graph, validate
 
 
 def _pgd_core(model, x, y, seed, eps, step_size, steps, loss, random_start):
-    if random_start:
-        delta = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps, dtype=tf.float32)
-        delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
-    else:
-        delta = tf.zeros_like(x)
-
-    def body(i, delta):
-        with tf.GradientTape() as tape:
-            tape.watch(delta)
-            value = attack_loss(model(x + delta, training=False), y, loss)
-        grad = tape.gradient(value, delta, unconnected_gradients=_common.ZERO_GRAD)
-        delta = tf.clip_by_value(delta + step_size * tf.sign(grad), -eps, eps)
-        return i + 1, tf.clip_by_value(x + delta, 0.0, 1.0) - x
-
-    _, delta = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), delta),
-                             maximum_iterations=steps)
-    return tf.clip_by_value(x + delta, 0.0, 1.0)
+    """One restart: the training attack's own loop, in eval mode, seeded per restart."""
+    return pgd_linf_graph(model, x, y, eps, step_size, steps, random_start, training=False,
+                          loss=loss, seed=seed)
 
 
 def pgd_restarts(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts=1, loss="ce",
