@@ -36,7 +36,7 @@ CASES = {
     "block_avg_offset": ("mlp", "ConstantSparsity", dict(target_sparsity=0.5, begin_step=0,
                                                          frequency=1),
                          dict(block_size=(3, 4)), 4, False),
-    "m_by_n_2_4": ("cnn", "ConstantSparsity", dict(target_sparsity=0.5, begin_step=0), 
+    "m_by_n_2_4": ("cnn", "ConstantSparsity", dict(target_sparsity=0.5, begin_step=0),
                    dict(sparsity_m_by_n=(2, 4)), 4, True),
 }
 INPUTS = {"cnn": (6, 6, 4), "mlp": (10,)}

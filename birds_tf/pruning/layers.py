@@ -59,8 +59,17 @@ def check_pruning_args(block_size, block_pooling_type, sparsity_m_by_n):
     return block_size, block_pooling_type, sparsity_m_by_n
 
 
+def block_error(name, block_size):
+    return (f"Block sparsity (block_size={tuple(block_size)}) can only be used for layers which "
+            f"have 2-dimensional weights; layer {name!r} is a Conv2D (4-dimensional kernel). "
+            "Prune it with block_size=(1, 1) (prune layers one by one), or leave it out with a "
+            "pruning_policy.")
+
+
 class _PrunedMixin:
     """Pruning configuration, state variables and the mask update shared by both layers."""
+
+    PRUNING_CONFIG_KEYS = PRUNING_CONFIG_KEYS
 
     def _init_pruning(self, pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n):
         self.pruning_schedule = schedules_lib.validate(schedules_lib.deserialize(
@@ -80,10 +89,7 @@ class _PrunedMixin:
                     "be partial. Give the layer a multiple of n inputs, or leave it out with a "
                     "pruning_policy.")
         elif self.block_size != (1, 1) and len(shape) != 2:
-            raise ValueError(f"Block sparsity (block_size={self.block_size}) can only be used for "
-                             f"layers which have 2-dimensional weights; layer {self.name!r} has "
-                             f"a kernel of shape {tuple(shape)}. Use block_size=(1, 1) for it "
-                             "(e.g. prune it separately) or leave it out with a pruning_policy.")
+            raise ValueError(block_error(self.name, self.block_size))
 
     def _add_pruning_variables(self):
         self.threshold = self.add_weight(name="threshold", shape=(), initializer="zeros",

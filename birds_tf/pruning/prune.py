@@ -90,12 +90,17 @@ def _unsupported_message(layer):
             "clone_function=...) and prune_low_magnitude(layer).")
 
 
-def _check_model(model, pruning_policy):
+def _check_model(model, pruning_policy, params):
     already, bad = [], []
     for layer in _walk(model):
         kind = _layer_kind(layer)
         if kind == "pruned":
             already.append(layer.name)
+        elif kind == "prunable" and not (pruning_policy and
+                                         not pruning_policy.allow_pruning(layer)):
+            if isinstance(layer, L.Conv2D) and params["block_size"] != (1, 1) and \
+                    not params["sparsity_m_by_n"]:
+                raise ValueError(layers_lib.block_error(layer.name, params["block_size"]))
         elif kind == "unsupported" and not (pruning_policy and
                                             not pruning_policy.allow_pruning(layer)):
             bad.append(layer)
@@ -225,7 +230,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
                              "them, or pass the functional model it wraps (e.g. model.net).")
         if pruning_policy is not None:
             pruning_policy.ensure_model_supports_pruning(to_prune)
-        _check_model(to_prune, pruning_policy)
+        _check_model(to_prune, pruning_policy, params)
         return _clone(to_prune, prune_layer, copy_weights)
     if isinstance(to_prune, L.Layer):
         return to_prune_one(to_prune, params, kwargs)

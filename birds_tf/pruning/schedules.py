@@ -1,13 +1,19 @@
 """tfmot's ``ConstantSparsity`` and ``PolynomialDecay`` (the birds_tf re-derivation, parity-tested
 against tfmot in ``tests/test_tfmot_parity.py``) and their (de)serialization."""
+import numpy as np
+
 from birds_tf.sparsity.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 
 SCHEDULES = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": PolynomialDecay}
 
 
 def serialize(schedule):
-    """``{"class_name": ..., "config": {...}}``, tfmot's format."""
-    return schedule.get_config()
+    """``{"class_name": ..., "config": {...}}``, tfmot's format, with plain Python numbers (the
+    tutorial's ``end_step`` is a NumPy integer, which JSON cannot hold)."""
+    config = schedule.get_config()
+    return {"class_name": config["class_name"],
+            "config": {k: v.item() if isinstance(v, np.generic) else v
+                       for k, v in config["config"].items()}}
 
 
 def deserialize(config):
