@@ -130,6 +130,15 @@ def test_single_layers_and_lists_prune_like_tfmot():
                                          pruning_schedule=schedule)
     assert [type(layer) for layer in layers] == [pruning.PrunedConv2D, pruning.PrunedDense]
     model = keras.Sequential([keras.Input((8, 8, 1)), layers[0], L.Flatten(), layers[1]])
+    # birds_tf's masked layers are pruned too, starting from kernel * mask with a fresh mask.
+    masked = birds_tf.sparsify(_cnn())
+    birds_tf.sparsity.init_sparse(masked, density=0.5, method="uniform", seed=0)
+    from_masked = pruning.prune_low_magnitude(masked)
+    for old, new in zip(masked.layers, from_masked.layers):
+        if hasattr(old, "mask"):
+            assert isinstance(new, pruning.PRUNED_LAYER_TYPES) and np.asarray(new.mask).all()
+            np.testing.assert_array_equal(np.asarray(new.kernel),
+                                          np.asarray(old.effective_kernel()))
     x, y = _digits(64)
     _fit(model, x, y)
     masks = [np.asarray(layer.mask) for layer in layers]
