@@ -327,7 +327,11 @@ def test_training_without_or_with_a_misused_callback_is_refused():
     model = pruning.prune_low_magnitude(_cnn())
     model.compile(optimizer="sgd",
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    with pytest.raises(Exception, match=r"before UpdatePruningStep ran"):
+    with pytest.raises(ValueError, match=r"before UpdatePruningStep ran"):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    model.compile(optimizer="sgd", jit_compile=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=r"before UpdatePruningStep ran"):  # XLA too
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"before UpdatePruningStep ran"):
         model(x[:2], training=True)

@@ -44,6 +44,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
                              "masks are updated between batches. Compile the model with "
                              "steps_per_execution=1.")
         for layer in self.prunable_layers:
+            layer._pruning_driven = True
             if int(layer.pruning_step.numpy()) == -1:
                 layer.pruning_step.assign(np.int64(0))
 

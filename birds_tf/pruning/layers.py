@@ -14,7 +14,6 @@ with the model. tfmot's semantics are kept where they show in the weights:
 """
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from birds_tf.layers import masked as masked_lib
@@ -109,12 +108,10 @@ class _PrunedMixin:
         return eff
 
     def _assert_step(self, training):
-        if training is True and tf.executing_eagerly():
-            if int(self.pruning_step.numpy()) < 1:
-                raise ValueError(NO_CALLBACK_MESSAGE)
-        elif training is True:
-            tf.debugging.assert_greater_equal(self.pruning_step, np.int64(1),
-                                              message=NO_CALLBACK_MESSAGE)
+        # Checked in Python when the training step is traced (no graph assert: XLA drops those),
+        # after UpdatePruningStep.on_train_begin has marked the layer.
+        if training is True and not getattr(self, "_pruning_driven", False):
+            raise ValueError(NO_CALLBACK_MESSAGE)
 
     # -- what UpdatePruningStep calls ----------------------------------------------------------
     def should_update_mask(self, step):
