@@ -126,14 +126,10 @@ def _pruned_twin(layer, params):
     config = layer.get_config()
     config.pop("lora_rank", None)
     config.pop("lora_alpha", None)
-    for key in pruned_layers_config_keys():
+    for key in layers_lib.PRUNING_CONFIG_KEYS:
         config.pop(key, None)
     config.update(params)
     return _PRUNED_TWIN[type(layer)].from_config(config)
-
-
-def pruned_layers_config_keys():
-    return layers_lib.PRUNING_CONFIG_KEYS
 
 
 def _build_like(new, old):
@@ -221,7 +217,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
             new.set_weights(old.get_weights())
 
     if isinstance(to_prune, (list, tuple)):
-        return [to_prune_one(layer, params, kwargs) for layer in to_prune]
+        return [_prune_one(layer, params, kwargs) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
         if not _is_functional(to_prune):
             raise ValueError("Subclassed models are not supported: prune_low_magnitude needs a "
@@ -233,13 +229,13 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
         _check_model(to_prune, pruning_policy, params)
         return _clone(to_prune, prune_layer, copy_weights)
     if isinstance(to_prune, L.Layer):
-        return to_prune_one(to_prune, params, kwargs)
+        return _prune_one(to_prune, params, kwargs)
     raise ValueError("prune_low_magnitude can only prune a keras.Sequential or functional model, "
                      "a keras layer or a list of layers; got an object of type "
                      f"{type(to_prune).__name__}.")
 
 
-def to_prune_one(layer, params, overrides=None):
+def _prune_one(layer, params, overrides=None):
     kind = _layer_kind(layer)
     if kind == "pruned":
         raise ValueError(f"Layer {layer.name!r} is already pruned; pass the original layer, or "
