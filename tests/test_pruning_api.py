@@ -71,7 +71,7 @@ def test_readme_tfmot_tutorial_port_trains_to_the_scheduled_sparsity(capsys):
         "Reshape", "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
     for layer in plain.layers:
         if hasattr(layer, "kernel"):
-            assert np.mean(np.asarray(layer.kernel) == 0) == pytest.approx(
+            assert np.mean(layer.kernel.numpy() == 0) == pytest.approx(
                 summary[layer.name]["zeros"] / summary[layer.name]["size"])
     x = namespace["train_images"][:16]
     np.testing.assert_allclose(plain(x), model(x), atol=1e-6)
@@ -108,9 +108,9 @@ def test_functional_model_with_nested_model_is_pruned_and_stripped():
     np.testing.assert_allclose(pruned(x[:4]), before, atol=1e-6)  # weights kept, masks all ones
     _fit(pruned, x, y)
     for layer in pruning.pruned_layers(pruned):
-        mask = np.asarray(layer.mask)
+        mask = layer.mask.numpy()
         assert mask.sum() == _kept(mask.size, 0.75), layer.name
-        assert not np.asarray(layer.kernel)[mask == 0].any()   # re-zeroed at epoch end
+        assert not layer.kernel.numpy()[mask == 0].any()   # re-zeroed at epoch end
     plain = pruning.strip_pruning(pruned)
     assert not pruning.pruned_layers(plain)
     kinds = {type(layer).__name__ for layer in plain.layers}
@@ -125,7 +125,7 @@ def test_single_layers_and_lists_prune_like_tfmot():
     schedule = pruning.ConstantSparsity(0.5, 0, frequency=1)
     pruned = pruning.prune_low_magnitude(dense, pruning_schedule=schedule)
     assert isinstance(pruned, pruning.PrunedDense) and isinstance(pruned, L.Dense)
-    np.testing.assert_array_equal(np.asarray(pruned.kernel), np.asarray(dense.kernel))
+    np.testing.assert_array_equal(pruned.kernel.numpy(), dense.kernel.numpy())
     layers = pruning.prune_low_magnitude([L.Conv2D(4, 3), L.Dense(10)],
                                          pruning_schedule=schedule)
     assert [type(layer) for layer in layers] == [pruning.PrunedConv2D, pruning.PrunedDense]
@@ -136,12 +136,12 @@ def test_single_layers_and_lists_prune_like_tfmot():
     from_masked = pruning.prune_low_magnitude(masked)
     for old, new in zip(masked.layers, from_masked.layers):
         if hasattr(old, "mask"):
-            assert isinstance(new, pruning.PRUNED_LAYER_TYPES) and np.asarray(new.mask).all()
-            np.testing.assert_array_equal(np.asarray(new.kernel),
+            assert isinstance(new, pruning.PRUNED_LAYER_TYPES) and new.mask.numpy().all()
+            np.testing.assert_array_equal(new.kernel.numpy(),
                                           np.asarray(old.effective_kernel()))
     x, y = _digits(64)
     _fit(model, x, y)
-    masks = [np.asarray(layer.mask) for layer in layers]
+    masks = [layer.mask.numpy() for layer in layers]
     assert [m.sum() for m in masks] == [_kept(m.size, 0.5) for m in masks]
 
 
@@ -156,14 +156,14 @@ def test_keras_save_load_keeps_masks_steps_and_schedule(tmp_path):
     for a, b in zip(pruning.pruned_layers(model), pruning.pruned_layers(loaded)):
         assert type(a) is type(b)
         for name in ("kernel", "bias", "mask", "threshold", "pruning_step"):
-            np.testing.assert_array_equal(np.asarray(getattr(a, name)),
-                                          np.asarray(getattr(b, name)), err_msg=name)
+            np.testing.assert_array_equal(getattr(a, name).numpy(),
+                                          getattr(b, name).numpy(), err_msg=name)
         assert b.pruning_schedule.get_config() == pruning.schedules.serialize(schedule)
         assert int(b.pruning_step.numpy()) == 2
     _fit(loaded, x, y)                                     # resumes: steps 3, 4 -> end_step
     for layer in pruning.pruned_layers(loaded):
         assert int(layer.pruning_step.numpy()) == 4
-        mask = np.asarray(layer.mask)
+        mask = layer.mask.numpy()
         assert mask.sum() == _kept(mask.size, 0.6), layer.name
     plain_path = str(tmp_path / "plain.keras")
     pruning.strip_pruning(loaded).save(plain_path)
@@ -185,9 +185,9 @@ def test_adversarial_training_with_pruning_in_two_lines():
     assert [s for s, name in callback.updates if name == "dense"] == [2, 3, 4]
     for layer in pruning.pruned_layers(net):
         assert int(layer.pruning_step.numpy()) == 4
-        mask = np.asarray(layer.mask)
+        mask = layer.mask.numpy()
         assert mask.sum() == _kept(mask.size, 0.7)
-        assert not np.asarray(layer.kernel)[mask == 0].any()
+        assert not layer.kernel.numpy()[mask == 0].any()
     assert birds_tf.sparsity.global_density(net) == pytest.approx(
         1 - pruning.get_model_sparsity(model))
 
