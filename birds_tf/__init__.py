@@ -10,11 +10,11 @@ The pieces a user takes into their own code are importable from here::
 """
 __version__ = "0.1.0"
 
-from birds_tf import attacks, flops, models, sparsity  # noqa: E402,F401
+from birds_tf import attacks, flops, models, pruning, sparsity  # noqa: E402,F401
 from birds_tf.sparsity.convert import sparsify  # noqa: E402
 from birds_tf.sparsity.dynamic import DynamicSparsity  # noqa: E402
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig  # noqa: E402
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD  # noqa: E402
 
-__all__ = ["attacks", "flops", "models", "sparsity", "sparsify", "DynamicSparsity",
+__all__ = ["attacks", "flops", "models", "pruning", "sparsity", "sparsify", "DynamicSparsity",
            "AdversarialModel", "AttackConfig", "TorchSGD", "MultiStepLR"]

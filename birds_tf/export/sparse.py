@@ -22,6 +22,8 @@ def _plain_twin(layer):
     if not isinstance(layer, MASKED_LAYER_TYPES):
         return layer.__class__.from_config(layer.get_config())
     config = dict(layer.get_config(), **_PLAIN_INIT)
+    for key in getattr(layer, "PRUNING_CONFIG_KEYS", ()):  # birds_tf.pruning's layers
+        config.pop(key, None)
     cls = keras.layers.Conv2D if isinstance(layer, MaskedConv2D) else keras.layers.Dense
     return cls.from_config(config)
 
