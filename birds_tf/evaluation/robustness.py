@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-DEFAULT_ATTACKS = ("pgd20", "cw_inf", "autoattack")
+# The paper's Table A8 attacks (Appendix A3.2): CW is CW-L2; PGD-20 is the main tables' attack.
+DEFAULT_ATTACKS = ("pgd20", "cw_l2", "autoattack")
 WHICH = ("best", "final")
 SPLITS = ("test", "val", "train")
 
