@@ -63,8 +63,13 @@ def resolve_kwargs(name, defaults, eps, overrides):
     return kwargs
 
 
-def run_attack(name, model, x, y, eps=8 / 255, batch_size=256, return_adv=False, **overrides):
+def run_attack(name, model, x, y, eps=8 / 255, batch_size=256, return_adv=False,
+               first_batch=0, **overrides):
     """Robust accuracy of ``model`` under attack ``name`` on (x, y), batch by batch.
+
+    Attacks with a ``seed`` get ``_common.batch_seed(seed, batch index)`` per batch, so batches
+    draw different random starts; ``first_batch`` is the index of the first batch, for callers
+    that split the data themselves.
 
     Returns dict(robust_accuracy (percent), clean_accuracy (percent), n, seconds, robust
     (np.bool_ per example), name, eps) and ``x_adv`` if ``return_adv``. Clean-misclassified
@@ -76,9 +81,14 @@ def run_attack(name, model, x, y, eps=8 / 255, batch_size=256, return_adv=False,
     kwargs = resolve_kwargs(name, defaults, eps, overrides)
     x, y = _common.as_inputs(x, y)
     start = time.time()
+    base_seed = kwargs.get("seed", inspect.signature(fn).parameters.get("seed"))
+    if isinstance(base_seed, inspect.Parameter):
+        base_seed = base_seed.default
     robust, clean, advs = [], [], []
-    for lo in range(0, int(x.shape[0]), batch_size):
+    for i, lo in enumerate(range(0, int(x.shape[0]), batch_size)):
         xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+        if base_seed is not None:
+            kwargs["seed"] = _common.batch_seed(base_seed, first_batch + i)
         adv = tf.convert_to_tensor(fn(model, xb, yb, **kwargs), tf.float32)
         if name not in UNBOUNDED:  # belt and braces: never score a point outside the ball
             adv = _common.project_linf(adv, xb, eps)
