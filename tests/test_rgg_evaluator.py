@@ -39,8 +39,8 @@ def _reference(net, batches, seed, training):
                 ce = tf.keras.losses.sparse_categorical_crossentropy(
                     y, net(x + delta, training=training), from_logits=True)
                 value = tf.reduce_mean(ce)
-            delta = tf.clip_by_value(delta + ATTACK.step_size * tf.sign(tape.gradient(value, delta)),
-                                     -ATTACK.eps, ATTACK.eps)
+            step = ATTACK.step_size * tf.sign(tape.gradient(value, delta))
+            delta = tf.clip_by_value(delta + step, -ATTACK.eps, ATTACK.eps)
             delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
         adv = net(x + delta, training=False)
         clean = net(x, training=False)

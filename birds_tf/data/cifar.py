@@ -91,7 +91,8 @@ def load(name, data_dir=None):
     full = datasets["train"]
     mean, std = STATS[name]
     return Source(
-        train=_by_index(full, lambda i: i < VAL_START), val=_by_index(full, lambda i: i >= VAL_START),
+        train=_by_index(full, lambda i: i < VAL_START),
+        val=_by_index(full, lambda i: i >= VAL_START),
         test=datasets["test"].map(_supervised),
         num_train=num_train, num_val=num_val,
         num_test=_count(datasets["test"], builder, SPLITS["test"]),
