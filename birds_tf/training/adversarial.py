@@ -53,10 +53,10 @@ def _warn_plain_strided_pointwise(net):
     """birds-tf's own conv layers run strided 1x1 kernels as subsample + stride 1 (TF 2.21's
     oneDNN filter gradient of a strided 1x1 convolution crashes on odd batches, see
     ``layers/masked.py``); a user's plain ``keras.layers.Conv2D`` does not, so name it."""
-    layers = getattr(net, "_flatten_layers", None)
-    if layers is None:
+    flatten = getattr(net, "_flatten_layers", None)
+    if flatten is None:
         return
-    plain = [layer.name for layer in net._flatten_layers(include_self=False)
+    plain = [layer.name for layer in flatten(include_self=False)
              if needs_subsampling(layer) and not isinstance(layer, _PointwiseStrideMixin)]
     if plain:
         warnings.warn(
