@@ -1,7 +1,7 @@
 r"""Robust accuracy of a trained workdir or an exported SavedModel under a list of attacks.
 
   python -m launch.evaluate --workdir=runs/fb_plus [--which=best|final] [--split=test|val|train]
-  python -m launch.evaluate --workdir=runs/fb_plus --attacks=pgd20,cw_inf,apgd_ce,square --n=1000
+  python -m launch.evaluate --workdir=runs/fb_plus --attacks=pgd20,cw_l2,apgd_ce,square --n=1000
   python -m launch.evaluate --saved_model=exported/fb_plus --dataset=cifar10
   python -m launch.evaluate --saved_model=exported/fb_plus --data=my_images.npz   # x in [0,1], y
   python -m launch.evaluate --workdir=runs/fb_plus --transfer_from=runs/dense     # Table A7 row
@@ -35,8 +35,8 @@ flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: the wor
                     flag_values=FLAGS)
 flags.DEFINE_string("data", None, "Your own .npz with x (N x H x W x C in [0, 1]) and integer "
                     "labels y; replaces --dataset/--split.", flag_values=FLAGS)
-flags.DEFINE_string("attacks", "pgd20,cw_inf,autoattack", "Comma-separated attacks: pgd20, "
-                    "cw_inf, cw_l2, apgd_ce, apgd_t, fab_t, square, autoattack.",
+flags.DEFINE_string("attacks", "pgd20,cw_l2,autoattack", "Comma-separated attacks: pgd20, "
+                    "cw_l2 (the paper's CW), cw_inf, apgd_ce, apgd_t, fab_t, square, autoattack.",
                     flag_values=FLAGS)
 flags.DEFINE_string("eps", "8/255", "L-inf radius: a number or a fraction like 8/255.",
                     flag_values=FLAGS)

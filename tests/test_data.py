@@ -144,12 +144,31 @@ def test_rotation_keeps_shape_and_fills_corners_with_zero():
 # ----------------------------------------------------------------------------- CIFAR (mocked tfds)
 
 
+def _cifar_mock(train_index, num_test, num_classes=10, seen=None):
+    """A tfds ``_as_dataset`` stand-in: random images, ids ``train_<index>`` in the given (hashed)
+    order, the pixel [0, 0, 0] holding ``index % 256`` and the label ``index % num_classes``."""
+    def as_dataset(self, split, **kwargs):
+        if seen is not None:
+            seen.append(str(split))
+        prefix, index = ("test", np.arange(num_test)) if str(split) == "test" else \
+            ("train", np.asarray(train_index))
+        images = np.random.default_rng(len(index)).integers(0, 256, (len(index), 32, 32, 3),
+                                                            dtype=np.uint8)
+        images[:, 0, 0, 0] = index % 256
+        example = {"image": images, "label": (index % num_classes).astype(np.int64),
+                   "id": np.array([f"{prefix}_{i:05d}".encode() for i in index])}
+        if num_classes == 100:
+            example["coarse_label"] = (index % 20).astype(np.int64)
+        return tf.data.Dataset.from_tensor_slices(example)
+    return as_dataset
+
+
 @pytest.mark.parametrize("name,num_classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_through_tfds_mock(name, num_classes, tmp_path):
-    with tfds.testing.mock_data(num_examples=12):
+    index = np.random.default_rng(0).permutation(np.arange(44988, 45012))  # 12 train, 12 val
+    with tfds.testing.mock_data(as_dataset_fn=_cifar_mock(index, 12, num_classes)):
         s = get_dataset(name, batch_size=5, data_dir=str(tmp_path), seed=1)
         plain = get_dataset(name, batch_size=5, data_dir=str(tmp_path), seed=1, augment=False)
-    # mock_data ignores slicing: every split string yields its num_examples examples.
     assert (s.num_train, s.num_val, s.num_test, s.steps_per_epoch) == (12, 12, 12, 3)
     assert s.num_classes == num_classes and s.input_shape == (32, 32, 3)
     assert (s.mean, s.std) == cifar.STATS[name]
@@ -168,25 +187,27 @@ def test_cifar_through_tfds_mock(name, num_classes, tmp_path):
     np.testing.assert_allclose(xe * 255, np.round(xe * 255), atol=1e-3)  # uint8 / 255
 
 
-def test_cifar_split_strings_and_counts(tmp_path):
+def test_cifar_split_by_file_index_not_tfds_order(tmp_path):
+    """tfds stores CIFAR's training images in a hashed order: the validation split must be the
+    images whose id says index >= 45000 (the reference's), wherever tfds put them."""
     seen = []
-    sizes = {"train[:45000]": 45, "train[45000:]": 5, "test": 10}
-
-    def as_dataset(self, split, **kwargs):
-        seen.append(split)
-        n = sizes[split]
-        images = np.full((n, 32, 32, 3), 7, np.uint8)
-        return tf.data.Dataset.from_tensor_slices(
-            {"image": images, "label": np.arange(n, dtype=np.int64) % 10,
-             "id": np.array([b"x"] * n)})
-
-    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    rng = np.random.default_rng(0)
+    index = rng.permutation(np.concatenate([rng.choice(45000, 45, replace=False),
+                                            45000 + rng.choice(5000, 5, replace=False)]))
+    with tfds.testing.mock_data(as_dataset_fn=_cifar_mock(index, 10, seen=seen)):
         s = get_dataset("cifar10", batch_size=8, data_dir=str(tmp_path))
         capped = get_dataset("cifar10", batch_size=8, max_train=20, max_eval=3)
-    assert sorted(seen[:3]) == sorted(sizes) and set(seen) == set(sizes)
-    assert cifar.SPLITS == {"train": "train[:45000]", "val": "train[45000:]", "test": "test"}
+    assert set(seen) == {"train", "test"}
     assert (s.num_train, s.num_val, s.num_test, s.steps_per_epoch) == (45, 5, 10, 6)
-    assert len(_arrays(s.val)[1]) == 5 and len(_arrays(s.test)[1]) == 10
+    val_x, val_y = _arrays(s.val)
+    train_x, train_y = _arrays(s.train_eval)
+    want_val = sorted(int(i) % 256 for i in index if i >= 45000)
+    want_train = sorted(int(i) % 256 for i in index if i < 45000)
+    assert sorted(np.round(val_x[:, 0, 0, 0] * 255).astype(int).tolist()) == want_val
+    assert sorted(np.round(train_x[:, 0, 0, 0] * 255).astype(int).tolist()) == want_train
+    assert len(val_y) == 5 and len(_arrays(s.test)[1]) == 10
+    np.testing.assert_array_equal(cifar.file_index(tf.constant(["train_45000", "test_00012"])),
+                                  [45000, 12])
     assert (capped.num_train, capped.num_val, capped.num_test) == (20, 3, 3)
     assert capped.steps_per_epoch == 3
     assert len(_arrays(capped.train)[1]) == 20 and len(_arrays(capped.val)[1]) == 3

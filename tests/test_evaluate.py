@@ -71,7 +71,7 @@ def test_workdir_pgd_cw_autoattack(workdir, capsys):
     assert report["n"] == 200 and report["dataset"] == "digits" and report["split"] == "test"
     assert report["model"].endswith(os.path.join("checkpoints", "best.keras"))
     assert report["eps"] == pytest.approx(8 / 255)
-    assert [r["attack"] for r in report["rows"]] == ["pgd20", "cw_inf", "autoattack"]
+    assert [r["attack"] for r in report["rows"]] == ["pgd20", "cw_l2", "autoattack"]
     clean = report["clean_accuracy"]
     for name, row in report["attacks"].items():
         assert row["n"] == 200 and row["seconds"] > 0

@@ -117,3 +117,56 @@ def test_measured_training_flops_follow_the_density_trajectory():
                                           pgd_steps=10, stage1_epochs=3)
     assert dense["adversarial"] == pytest.approx(23 * counted.flops * 10 * 2)
     assert dense["stage1"] == pytest.approx(3 * counted.flops * 10 * 3)
+
+
+def test_sparse_finetune_stage_is_counted_at_its_own_densities():
+    """IWI's pruned-net fine-tuning: (2K + 3) x 2 x its MACs per image and epoch, and the paper
+    convention's 3 (K + 1) x its inference FLOPs."""
+    counted = birds_tf.flops.count(_small_net())
+    by_name = {layer.name: layer for layer in counted.layers}
+    densities = {"a": 0.5, "fc": 0.2}
+    sparse_macs = (by_name["a"].macs_dense * 0.5 + by_name["b"].macs
+                   + by_name["fc"].macs_dense * 0.2)
+    got = birds_tf.flops.training_flops(counted, [{"epoch": 1}], 10, 4, pgd_steps=2,
+                                        finetune_epochs=3, finetune_pgd_steps=2,
+                                        finetune_densities=densities)
+    assert got["finetune"] == pytest.approx(7 * 2 * sparse_macs * 10 * 3)
+    assert got["total"] == pytest.approx(got["adversarial"] + got["finetune"])
+    paper = birds_tf.flops.paper_training_flops(counted.flops, 10, 1, 2, finetune_epochs=3,
+                                                finetune_inference_flops=2 * sparse_macs,
+                                                finetune_pgd_steps=2)
+    assert paper == pytest.approx(9 * counted.flops * 10 + 9 * 2 * sparse_macs * 10 * 3)
+
+
+@pytest.mark.parametrize("density,paper", [(0.2, 80.60 / 260.07), (0.1, 47.51 / 260.07)])
+def test_paper_inference_ratios_follow_a_per_column_convention(resnet18, density, paper):
+    """Table 1's IGQ / Flying Bird inference FLOPs over the dense row: not the MAC ratio, but the
+    ratio with each weight counted once per output column (README, section "FLOPs")."""
+    from birds_tf.sparsity import distributions
+    densities = distributions.layer_densities(resnet18, density, "igq")
+    counted = birds_tf.flops.count(resnet18)
+    macs = birds_tf.flops.inference_ratio(counted, densities)
+    assert macs == pytest.approx(birds_tf.flops.macs_at(counted, densities) / counted.macs_dense)
+    assert macs == pytest.approx({0.2: 0.516, 0.1: 0.357}[density], abs=1e-3)
+    assert birds_tf.flops.inference_ratio(counted, densities, "paper") == \
+        pytest.approx(paper, abs=5e-4)
+    uniform = {layer.name: density for layer in counted.layers if layer.weights}
+    for convention in ("macs", "paper"):  # uniform masks: the density itself (Random Pruning)
+        assert birds_tf.flops.inference_ratio(counted, uniform, convention) == \
+            pytest.approx(density)
+
+
+def test_paper_convention_overcounts_a_run_that_ends_denser():
+    """FB+'s "grow more" can fire alone: a run that ends denser than it trained costs less than
+    the paper's final-density figure (the README must not say FB+ only gets sparser)."""
+    counted = birds_tf.flops.count(_small_net())
+    history = [{"epoch": 1, "density": 0.2}, {"epoch": 2, "density": 0.2},
+               {"epoch": 3, "density": 0.3}]
+    measured = birds_tf.flops.training_flops(counted, history, 10, 5, pgd_steps=0)["total"]
+    final = 2 * birds_tf.flops.macs_at(counted, global_density=0.3)
+    paper = birds_tf.flops.paper_training_flops(final, 10, 3, pgd_steps=0)
+    assert measured < paper
+    import os
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+        readme = " ".join(f.read().split())
+    assert "only gets sparser" not in readme

@@ -96,3 +96,15 @@ def test_iwi_config_runs_both_stages(tmp_path, tiny_arch, monkeypatch):
             want = want * captured["masks"][layer.name]
             assert np.count_nonzero(value[captured["masks"][layer.name] == 0]) == 0
         np.testing.assert_array_equal(value, want, err_msg=v.path)
+    # Training FLOPs include the sparse fine-tuning stage at its masks' densities: (2K + 3)
+    # forward-equivalents of 2 x MACs per image and epoch (smoke: K = 2, 1 epoch, 256 images).
+    import birds_tf
+    counted = birds_tf.flops.count(net)
+    masks = captured["masks"]
+    sparse_macs = sum(layer.macs_dense * float(masks[layer.name].mean()) if layer.name in masks
+                      else layer.macs for layer in counted.layers)
+    training = on_disk["flops"]["training"]
+    assert training["finetune"] == pytest.approx((2 * 2 + 3) * 2 * sparse_macs * 256 * 1)
+    assert on_disk["training_flops"] == pytest.approx(
+        training["adversarial"] + training["stage1"] + training["finetune"])
+    assert training["stage1"] == pytest.approx((2 * 2 + 3) * counted.flops_dense * 256 * 1)

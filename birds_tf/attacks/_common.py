@@ -124,6 +124,21 @@ def true_and_best_other(logits, y):
     return true, other
 
 
+# Multiplier for ``batch_seed``: a prime, so distinct batches of one seed never share a seed.
+_BATCH_STRIDE = 1_000_003
+
+
+def batch_seed(seed, batch_index):
+    """The seed of batch ``batch_index`` of an attack run with ``seed``.
+
+    Why: TF's stateless generator returns the first rows of a larger draw for a smaller one, so
+    one seed for every batch gives batch 2 the random starts of batch 1's first rows. Batch 0
+    keeps ``seed`` itself; the result is a pure function of (seed, batch), so evaluation stays
+    deterministic and a resumed evaluation repeats an uninterrupted one.
+    """
+    return (int(seed) + int(batch_index) * _BATCH_STRIDE) % (2 ** 31 - 1)
+
+
 def seed_pair(seed, salt):
     """A stateless-RNG seed; ``salt`` tells restarts / targets / batches apart."""
     return tf.constant([int(seed) % (2 ** 31 - 1), int(salt) % (2 ** 31 - 1)], tf.int32)

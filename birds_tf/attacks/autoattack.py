@@ -82,7 +82,9 @@ def autoattack(model, x, y, eps=8 / 255, attacks=STANDARD, n_iter=100, n_restart
             break
         for lo in range(0, idx.size, max(chunk, 1)):
             part = idx[lo:lo + chunk]
-            kwargs = {"eps": eps, "seed": seed, **settings[name]}
+            # Salted per chunk, so chunks do not repeat each other's random starts.
+            kwargs = {"eps": eps, "seed": _common.batch_seed(seed, lo // max(chunk, 1)),
+                      **settings[name]}
             adv = _FUNCS[name](model, tf.gather(x, part), tf.gather(y, part), **kwargs).numpy()
             adv = _common.project_linf(adv, tf.gather(x, part), eps).numpy()
             fooled = _common.predict_labels(model, adv).numpy() != y_np[part]

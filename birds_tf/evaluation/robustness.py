@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-DEFAULT_ATTACKS = ("pgd20", "cw_inf", "autoattack")
+# The paper's Table A8 attacks (Appendix A3.2): CW is CW-L2; PGD-20 is the main tables' attack.
+DEFAULT_ATTACKS = ("pgd20", "cw_l2", "autoattack")
 WHICH = ("best", "final")
 SPLITS = ("test", "val", "train")
 
@@ -299,8 +300,8 @@ def run_one(name, model, x, y, eps, batch_size=256, options=None, progress=None)
     start = time.time()
     robust = []
     for i, s in enumerate(parts):
-        r = run_attack(name, model, x[s], y[s], eps=eps, batch_size=batch_size,
-                       **(options or {}))
+        r = run_attack(name, model, x[s], y[s], eps=eps, batch_size=s.stop - s.start,
+                       first_batch=i, **(options or {}))
         robust.append(r["robust"])
         bar.update(i + 1)
     bar.close()

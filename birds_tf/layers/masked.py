@@ -37,6 +37,44 @@ class capture_effective_kernels:
         return False
 
 
+def needs_subsampling(layer):
+    """Whether ``layer`` is a 1x1 convolution with a stride above 1.
+
+    Why it matters: TensorFlow 2.21's oneDNN CPU kernel for the *filter* gradient of such a
+    convolution corrupts the heap when the batch is odd (segfault, ``double free or corruption``)
+    on AVX-512/AMX Xeons. Taking every s-th pixel and convolving at stride 1 is the same function
+    (a 1x1 kernel at stride s reads exactly pixels 0, s, 2s, ... under 'same' and 'valid'
+    padding alike), and its gradients never call that kernel.
+    """
+    return (isinstance(layer, keras.layers.Conv2D) and tuple(layer.kernel_size) == (1, 1)
+            and tuple(layer.strides) != (1, 1))
+
+
+def subsample(layer, inputs):
+    """``inputs`` reduced to the pixels a 1x1 kernel at ``layer.strides`` reads."""
+    sh, sw = layer.strides
+    if layer.data_format == "channels_first":
+        return inputs[:, :, ::sh, ::sw]
+    return inputs[:, ::sh, ::sw, :]
+
+
+class _PointwiseStrideMixin:
+    """Runs a strided 1x1 convolution as subsample + stride-1 convolution (see
+    ``needs_subsampling``); every other convolution is unchanged."""
+
+    def convolution_op(self, inputs, kernel):
+        if not needs_subsampling(self):
+            return super().convolution_op(inputs, kernel)
+        return ops.conv(subsample(self, inputs), kernel, strides=1, padding=self.padding,
+                        dilation_rate=self.dilation_rate, data_format=self.data_format)
+
+
+@keras.saving.register_keras_serializable(package="birds_tf")
+class Conv2D(_PointwiseStrideMixin, keras.layers.Conv2D):
+    """Plain ``keras.layers.Conv2D`` with the strided-1x1 crash workaround (for models built
+    unmasked, e.g. the benchmarks' mask-overhead baseline)."""
+
+
 class _MaskedMixin:
     """Mask creation, named initializers and the dense-gradient hook shared by both layers."""
 
@@ -80,8 +118,9 @@ class _MaskedMixin:
 
 
 @keras.saving.register_keras_serializable(package="birds_tf")
-class MaskedConv2D(_MaskedMixin, keras.layers.Conv2D):
-    """``keras.layers.Conv2D`` whose kernel is multiplied by a 0/1 mask."""
+class MaskedConv2D(_MaskedMixin, _PointwiseStrideMixin, keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` whose kernel is multiplied by a 0/1 mask (strided 1x1 kernels run
+    as subsample + stride 1, see ``needs_subsampling``)."""
 
     def __init__(self, filters, kernel_size, kernel_initializer="torch_default",
                  bias_initializer="torch_default", **kwargs):

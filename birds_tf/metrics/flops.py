@@ -21,13 +21,14 @@ Conventions (also in the README, section "FLOPs"):
   by Flying Bird's mask-update events). Gradient growth costs one extra dense backward (2 F_dense)
   per image of the batch at each mask update (an upper bound: only the weight-gradient half must
   be dense); a dense pre-stage (Robust Bird's stage 1, OMP's
-  pre-training) costs (2 K1 + 3) F_dense per image and epoch (3 F_dense when clean).
+  pre-training) costs (2 K1 + 3) F_dense per image and epoch (3 F_dense when clean); a sparse
+  fine-tuning pre-stage (IWI's) costs (2 K + 3) F at its masks' per-layer densities.
   Validation/test evaluation is not training and is not counted.
 * **Paper convention**: 3 (K + 1) x F_inf(final) x N_train x epochs (= 33 x ... for PGD-10), plus
   3 (K1 + 1) x F_inf(dense) x N_train x E1 for a dense pre-stage (Robust Bird's clean stage 1:
   3 per image; OMP's PGD-10 pre-training: 33), which reproduces the paper's rows (reference notes
-  6.2). It assumes the final density held throughout, so it underestimates Flying Bird+, which
-  starts denser.
+  6.2). It assumes the final density held throughout, so it misstates Flying Bird+, whose
+  density moves both ways during training (prune-more sparser, grow-more denser).
 """
 import dataclasses
 import math
@@ -36,14 +37,15 @@ import os
 import keras
 import numpy as np
 
-__all__ = ["LayerCount", "Count", "count", "macs_at", "training_flops",
+__all__ = ["LayerCount", "Count", "count", "macs_at", "inference_ratio", "training_flops",
            "paper_training_flops", "results_fields", "CONVENTION"]
 
 CONVENTION = ("inference FLOPs = 2 x conv/dense MACs per image (mask-effective, no bias); "
               "training = sum over steps of (2K+3) x F(step) x images, K PGD steps, backward = "
               "2 x forward, + 2 x F_dense per image at each gradient-growth mask update "
-              "+ 3 x F_dense per image per clean stage-1 epoch; paper convention = 3(K+1) x "
-              "F_inf(final) x N_train x epochs")
+              "+ 3 x F_dense per image per clean stage-1 epoch (+ IWI's sparse fine-tuning at "
+              "its own density); paper convention = 3(K+1) x F_inf(final) x N_train x epochs "
+              "(+ the pre-stages)")
 
 KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
 OTHER_KINDS = ("bn", "activation", "pool", "add", "bias", "normalize")
@@ -217,6 +219,31 @@ def macs_at(counted, layer_densities=None, global_density=None):
     return counted.macs
 
 
+def inference_ratio(counted, layer_densities=None, convention="macs"):
+    """Inference FLOPs relative to the dense model, under one of two per-layer conventions.
+
+    ``"macs"`` (birds-tf's): ``sum_l d_l x MACs_l / sum_l MACs_l``, each weight counted at every
+    output position. ``"paper"``: each weight counted once per output *column*
+    (``sqrt(positions)`` of a square map), ``sum_l d_l n_l sqrt(P_l) / sum_l n_l sqrt(P_l)``.
+    Why the second: the paper's inference-FLOPs ratios for non-uniform masks (IGQ / Flying Bird,
+    ResNet-18: 80.60 / 260.07 = 0.310 at 80%, 47.51 / 260.07 = 0.183 at 90%, and the CIFAR-100
+    and Tiny-ImageNet rows) are reproduced to 3-4 digits by it and not by the MAC count (0.516,
+    0.357); see the README, section "FLOPs". ``layer_densities`` as in ``macs_at`` (default:
+    the current masks).
+    """
+    if convention not in ("macs", "paper"):
+        raise ValueError(f"Unknown FLOPs convention {convention!r}; allowed: 'macs', 'paper'.")
+    num = den = 0.0
+    for layer in counted.layers:
+        if not layer.weights:
+            continue
+        density = (layer_densities or {}).get(layer.name, layer.density)
+        per_weight = layer.positions if convention == "macs" else math.sqrt(layer.positions)
+        num += density * layer.weights * per_weight
+        den += layer.weights * per_weight
+    return num / den if den else 1.0
+
+
 def _row_macs(counted, row):
     per_layer = {key[len("density/"):]: float(value) for key, value in row.items()
                  if key.startswith("density/")}
@@ -231,14 +258,17 @@ def _row_macs(counted, row):
 
 def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events=None,
                    gradient_growth=False, stage1_epochs=0, stage1_pgd_steps=0,
-                   initial_densities=None):
+                   initial_densities=None, finetune_epochs=0, finetune_pgd_steps=0,
+                   finetune_densities=None):
     """Measured training FLOPs of a run, integrated over its per-step density.
 
     ``history``: the per-epoch metric rows (``metrics.csv``), ``density/<layer>`` columns used
     when present; ``events``: Flying Bird's mask updates (``step`` = the iteration after which
     the masks changed, ``nnz_after`` = active weights afterwards); ``initial_densities``: the
-    per-layer densities before the first iteration (``masks/epoch_000.npz``). Returns a dict of
-    totals: ``adversarial``, ``mask_updates``, ``stage1`` and ``total``.
+    per-layer densities before the first iteration (``masks/epoch_000.npz``);
+    ``finetune_*``: a sparse pre-stage (IWI's fine-tuning of the pruned net) of that many epochs
+    at those per-layer densities, (2 K_ft + 3) F_sparse per image and epoch. Returns a dict of
+    totals: ``adversarial``, ``mask_updates``, ``stage1``, ``finetune`` and ``total``.
     """
     if not history:
         raise ValueError("training_flops needs at least one epoch of metric history.")
@@ -284,17 +314,25 @@ def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events
             index = (int(event["step"]) - 1) % steps
             mask_updates += 2.0 * counted.flops_dense * images(index)
     stage1 = (3.0 + 2.0 * stage1_pgd_steps) * counted.flops_dense * num_train * stage1_epochs
+    finetune = 0.0
+    if finetune_epochs:
+        if finetune_densities is None:
+            raise ValueError("A sparse fine-tuning stage needs its per-layer densities.")
+        finetune = (3.0 + 2.0 * finetune_pgd_steps) * 2.0 * \
+            macs_at(counted, finetune_densities) * num_train * finetune_epochs
     return {"adversarial": adversarial, "mask_updates": mask_updates, "stage1": stage1,
-            "total": adversarial + mask_updates + stage1}
+            "finetune": finetune, "total": adversarial + mask_updates + stage1 + finetune}
 
 
 def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage1_epochs=0,
-                         dense_inference_flops=None, stage1_pgd_steps=0):
+                         dense_inference_flops=None, stage1_pgd_steps=0, finetune_epochs=0,
+                         finetune_inference_flops=None, finetune_pgd_steps=0):
     """The paper's Table 1 relation: 3 (K+1) x F_inf x N x epochs (33 x ... for PGD-10).
 
     A dense pre-stage (Robust Bird's clean stage 1, OMP's PGD pre-training) adds
     3 (K1+1) x F_inf(dense) x N x E1: 3 per image for clean training, 33 for PGD-10, which
-    reproduces the paper's RB and OMP rows (reference notes 6.2).
+    reproduces the paper's RB and OMP rows (reference notes 6.2). A sparse fine-tuning stage
+    (IWI's; no paper row) adds 3 (K_ft+1) x F_inf(fine-tuned sparse net) x N x E_ft.
     """
     total = 3.0 * (int(pgd_steps) + 1) * float(inference_flops) * num_train * epochs
     if stage1_epochs:
@@ -302,6 +340,11 @@ def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage
             raise ValueError("A dense pre-stage needs the dense model's inference FLOPs.")
         total += 3.0 * (int(stage1_pgd_steps) + 1) * float(dense_inference_flops) * \
             num_train * stage1_epochs
+    if finetune_epochs:
+        if finetune_inference_flops is None:
+            raise ValueError("A sparse fine-tuning stage needs its inference FLOPs.")
+        total += 3.0 * (int(finetune_pgd_steps) + 1) * float(finetune_inference_flops) * \
+            num_train * finetune_epochs
     return total
 
 
@@ -319,15 +362,24 @@ def results_fields(net, history, config, splits, results=None, masks_dir=None):
         from birds_tf.training.callbacks import load_mask_file
         initial = {name: float(mask.mean()) for name, mask in
                    load_mask_file(os.path.join(masks_dir, "epoch_000.npz")).items()}
+    finetune = {}
+    if results.get("finetune_densities"):  # IWI's sparse fine-tuning of the pruned net
+        finetune = dict(finetune_epochs=float(results.get("finetune_epochs_run", 0) or 0),
+                        finetune_pgd_steps=int(results.get("finetune_pgd_steps", 0) or 0),
+                        finetune_densities={k: float(v) for k, v in
+                                            results["finetune_densities"].items()})
     measured = training_flops(
         counted, main, splits.num_train, config.batch_size, pgd_steps,
         events=results.get("mask_update_events"),
         gradient_growth=results.get("growth") == "gradient", stage1_epochs=stage1,
         stage1_pgd_steps=int(results.get("stage1_pgd_steps", 0) or 0),
-        initial_densities=initial)
+        initial_densities=initial, **finetune)
     stage1_pgd = int(results.get("stage1_pgd_steps", 0) or 0)
-    paper = paper_training_flops(counted.flops, splits.num_train, len(main), pgd_steps, stage1,
-                                 counted.flops_dense, stage1_pgd)
+    paper = paper_training_flops(
+        counted.flops, splits.num_train, len(main), pgd_steps, stage1, counted.flops_dense,
+        stage1_pgd, finetune.get("finetune_epochs", 0),
+        2.0 * macs_at(counted, finetune["finetune_densities"]) if finetune else None,
+        finetune.get("finetune_pgd_steps", 0))
     return {
         "inference_flops": counted.flops,
         "inference_flops_dense": counted.flops_dense,
@@ -338,5 +390,6 @@ def results_fields(net, history, config, splits, results=None, masks_dir=None):
                   "training": measured, "num_train": splits.num_train,
                   "batch_size": config.batch_size,
                   "steps_per_epoch": math.ceil(splits.num_train / config.batch_size),
-                  "pgd_steps": pgd_steps, "stage1_epochs": stage1},
+                  "pgd_steps": pgd_steps, "stage1_epochs": stage1,
+                  "finetune_epochs": finetune.get("finetune_epochs", 0)},
     }

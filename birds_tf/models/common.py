@@ -3,7 +3,7 @@ import contextlib
 
 import keras
 
-from birds_tf.layers import MaskedConv2D, MaskedDense, Normalize
+from birds_tf.layers import Conv2D, MaskedConv2D, MaskedDense, Normalize
 
 # PyTorch BatchNorm2d(momentum=0.1, eps=1e-5) in Keras terms.
 BN_MOMENTUM = 0.9
@@ -41,8 +41,8 @@ def conv(filters, kernel_size, stride, name, init="torch", use_bias=False,
     if padding is None:
         padding = "same" if kernel_size > 1 else "valid"
     if not _MASKED[-1]:
-        return keras.layers.Conv2D(filters, kernel_size, strides=stride, padding=padding,
-                                   use_bias=use_bias, name=name)
+        return Conv2D(filters, kernel_size, strides=stride, padding=padding, use_bias=use_bias,
+                      name=name)
     return MaskedConv2D(filters, kernel_size, strides=stride, padding=padding,
                         use_bias=use_bias, kernel_initializer=kinit, bias_initializer=binit,
                         name=name)

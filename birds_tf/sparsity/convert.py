@@ -19,7 +19,15 @@ def _twin(layer):
 
 
 def sparsify(model):
-    """A clone of ``model`` whose conv/dense kernels carry masks (all ones), weights copied."""
+    """A clone of ``model`` whose conv/dense kernels carry masks (all ones), weights copied.
+
+    Layers that are already masked (a model from ``birds_tf.models`` or an earlier
+    ``sparsify``) are cloned with their kernel *and mask* unchanged, so calling it twice, or on a
+    partly masked model, is safe and never resets a mask.
+
+    Args:
+      model: a functional or Sequential Keras model.
+    """
     if not isinstance(model, (keras.Sequential, keras.Model)) or not hasattr(model, "inputs") \
             or model.inputs is None:
         raise ValueError("sparsify() needs a functional or Sequential Keras model (subclassed "
@@ -27,7 +35,8 @@ def sparsify(model):
     clone = keras.models.clone_model(model, clone_function=_twin)
     for old, new in zip(model.layers, clone.layers):
         weights = old.get_weights()
-        if isinstance(new, (MaskedConv2D, MaskedDense)):
+        if isinstance(new, (MaskedConv2D, MaskedDense)) and \
+                not isinstance(old, (MaskedConv2D, MaskedDense)):
             weights = weights + [np.ones(new.mask.shape, "float32")]
         new.set_weights(weights)
     return clone

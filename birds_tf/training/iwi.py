@@ -22,6 +22,7 @@ import json
 import os
 
 import gin
+import numpy as np
 
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
@@ -87,9 +88,13 @@ class InverseWeightsInheritance(methods.Method):
                      "stage_a_sparsity": 1.0 - masks_lib.global_density(dense),
                      "stage_a_test_sa": test["sa"], "stage_a_test_ra": test["ra"],
                      "dense_epochs": self.dense_epochs, "finetune_epochs": self.finetune_epochs,
-                     # the dense pre-training, for the FLOPs accounting (fine-tuning not counted)
+                     # the dense pre-training and the sparse fine-tuning, for the FLOPs
                      "stage1_epochs_run": self.dense_epochs,
                      "stage1_pgd_steps": int(self.config.train_steps),
+                     "finetune_epochs_run": self.finetune_epochs,
+                     "finetune_pgd_steps": int(self.config.train_steps),
+                     "finetune_densities": {layer.name: float(np.mean(layer.mask.numpy()))
+                                            for layer in masks_lib.masked_layers(dense)},
                      "finetune_lr": self.finetune_lr,
                      "inherited_nonzero_fraction": _nonzero_fraction(net)}
         write_json(self._info_path(exp), self.info)
