@@ -11,7 +11,7 @@ import os
 import keras
 import numpy as np
 
-from birds_tf.layers.masked import MASKED_LAYER_TYPES, MaskedConv2D
+from birds_tf.layers.masked import MASKED_LAYER_TYPES, Conv2D, MaskedConv2D, needs_subsampling
 
 _PLAIN_INIT = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
 
@@ -24,7 +24,12 @@ def _plain_twin(layer):
     config = dict(layer.get_config(), **_PLAIN_INIT)
     for key in getattr(layer, "PRUNING_CONFIG_KEYS", ()):  # birds_tf.pruning's layers
         config.pop(key, None)
-    cls = keras.layers.Conv2D if isinstance(layer, MaskedConv2D) else keras.layers.Dense
+    if isinstance(layer, MaskedConv2D):
+        # A strided 1x1 conv keeps the subsample + stride-1 form in the exported graph, so
+        # attacking the SavedModel (input gradients) cannot hit oneDNN's odd-batch crash.
+        cls = Conv2D if needs_subsampling(layer) else keras.layers.Conv2D
+    else:
+        cls = keras.layers.Dense
     return cls.from_config(config)
 
 
@@ -32,13 +37,15 @@ def fold_masks(net):
     """A copy of ``net`` with plain layers whose kernels are ``kernel * mask``."""
     plain = keras.models.clone_model(net, clone_function=_plain_twin)
     for layer in net.layers:
+        if not layer.weights:  # input layers may be renamed by clone_model; nothing to copy
+            continue
         twin = plain.get_layer(layer.name)
         if isinstance(layer, MASKED_LAYER_TYPES):
             weights = [np.asarray(layer.effective_kernel())]
             if layer.use_bias:
                 weights.append(np.asarray(layer.bias.numpy()))
             twin.set_weights(weights)
-        elif layer.weights:
+        else:
             twin.set_weights(layer.get_weights())
     return plain
 
