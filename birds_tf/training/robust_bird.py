@@ -7,9 +7,10 @@ mask over all conv kernels at the target sparsity (rule ``thre = sorted(|w|)[int
 to the previous epoch's mask, ``d(m_t, m_{t-1})``, is appended to a FIFO of ``queue_length``
 distances (Algorithm 1, line 4); once it is full they are compared with ``tau`` and the ticket is
 drawn at the first epoch where all of them are below it. The ticket itself is a global L1 mask
-over conv AND fc kernels (torch's ``global_unstructured``), then the weights are rewound (``rewind='init'``: to the initial theta_0,
-BN included, as Algorithm 1; ``rewind='none'``: the stage-1 weights, as the released code) and
-stage 2 is the protocol's PGD-AT run with a fresh optimizer and schedule.
+over conv AND fc kernels (torch's ``global_unstructured``), then the weights are rewound
+(``rewind='init'``: to the initial theta_0, BN included, as Algorithm 1; ``rewind='none'``: the
+stage-1 weights, as the released code) and stage 2 is the protocol's PGD-AT run with a fresh
+optimizer and schedule.
 
 Paper vs code (notes section 11), both available:
 
