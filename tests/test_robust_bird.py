@@ -51,9 +51,37 @@ def test_fifo_compares_the_newest_mask_with_each_older_one():
     assert q.put(m4) == [0.3, 0.4]
     assert len(q.masks) == 3
     # dicts of per-layer masks are flattened in key order, as EarlyBird's one flat vector
-    d = robust_bird.MaskQueue(length=2)
+    d = robust_bird.MaskQueue(length=2, mode="newest")
     d.put({"a": np.ones((2, 2)), "b": np.zeros(3)})
     assert d.put({"a": np.eye(2), "b": np.zeros(3)}) == [2 / 7]
+
+
+def test_paper_default_queue_holds_consecutive_distances_and_official_config_the_newest(
+        monkeypatch):
+    # Algorithm 1, line 4: append d(m_t, m_{t-1}) to Q. By hand (10 positions): d(m2, m1) = 0.1,
+    # d(m3, m2) = 0.3 (positions 1, 2, 3), then m3 again: 0.0. The code's 'newest' rule with 2
+    # masks would decide after m2 already, on [d(m2, m1)].
+    q = robust_bird.MaskQueue(length=2)
+    assert q.mode == "consecutive" and q.masks_needed == 3
+    m1, m2, m3 = _mask([0]), _mask([0, 1]), _mask([0, 2, 3])
+    assert q.put(m1) is None and q.put(m2) is None
+    assert q.put(m3) == pytest.approx([0.1, 0.3])
+    assert q.put(m3) == pytest.approx([0.3, 0.0])
+    config = Config(method="rb", sparsity=0.8)
+    assert robust_bird.RobustBird(config).distance_mode == "consecutive"
+    detector = robust_bird.EarlyBirdDetector(None, 0.2)
+    assert detector.queue.mode == "consecutive"
+    import gin
+    from launch import common
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for name, mode in (("rb_resnet18.gin", "consecutive"),
+                       ("rb_resnet18_official_code.gin", "newest")):
+        gin.clear_config()
+        try:
+            common.parse_gin([os.path.join("gin", name)], [])
+            assert gin.query_parameter("RobustBird.distance_mode") == mode, name
+        finally:
+            gin.clear_config()
 
 
 def test_fifo_consecutive_mode_is_algorithm_1_read_literally():
@@ -71,7 +99,7 @@ def test_the_ticket_is_drawn_at_the_first_epoch_whose_queue_is_all_below_tau():
     settled = _mask([0, 1, 2, 4])
     sequence = [_mask([0, 1, 2, 3]), _mask([0, 1, 4, 5]), settled, settled, settled,
                 _mask([0, 1, 2, 5])]
-    q = robust_bird.MaskQueue(length=3)
+    q = robust_bird.MaskQueue(length=3, mode="newest")
     distances = [q.put(m) for m in sequence]
     assert distances[:2] == [None, None]
     assert distances[2:] == [[0.2, 0.2], [0.2, 0.0], [0.0, 0.0], [0.2, 0.2]]
@@ -102,7 +130,7 @@ BAD_SETTINGS = [
     ("RobustBird.tau = 0.0", r"tau .* must be in \(0, 1\], got 0.0"),
     ("RobustBird.tau = 1.5", r"tau .* must be in \(0, 1\], got 1.5"),
     ("RobustBird.stage1 = 'adam'", "Unknown stage1 training mode 'adam'"),
-    ("RobustBird.stage1_epochs = 1", r"stage1_epochs \(1\) is smaller than the 2 epochs"),
+    ("RobustBird.stage1_epochs = 2", r"stage1_epochs \(2\) is smaller than the 3 epochs"),
     ("RobustBird.comparison = '=='", "Unknown comparison '=='"),
     ("RobustBird.rewind = 'best'", "Unknown rewind 'best'"),
     ("RobustBird.queue_length = 1", "queue_length must be an integer >= 2, got 1"),
@@ -123,7 +151,7 @@ def test_bad_robust_bird_settings_are_refused_before_training(tmp_path, tiny_arc
 def test_paper_budget_below_the_queue_length_is_refused():
     with pytest.raises(ValueError, match=r"stage1_epochs \(4\) is smaller than the 5"):
         robust_bird.RobustBird(Config(method="rb", sparsity=0.8), stage1_epochs=4,
-                               stage1_milestones=())
+                               stage1_milestones=(), distance_mode="newest")
     with pytest.raises(ValueError, match=r"stage1_epochs \(5\) is smaller than the 6"):
         robust_bird.RobustBird(Config(method="rb", sparsity=0.8), stage1_epochs=5,
                                stage1_milestones=(), distance_mode="consecutive")
@@ -172,20 +200,25 @@ def _check_ticket(captured, source):
 def test_rb_config_runs_both_stages_and_rewinds_to_theta0(tmp_path, tiny_arch, monkeypatch):
     captured = _spy(monkeypatch)
     workdir = tmp_path / "rb"
-    # tau = 1: the ticket emerges as soon as the 2-mask queue is full (stage-1 epoch 2 of 3).
+    # tau = 1: the ticket emerges as soon as the queue of 2 consecutive-mask distances is full
+    # (Algorithm 1, the paper default): after stage-1 epoch 3 of 3.
     results = run(SMOKE, FAST + ["RobustBird.tau = 1.0"], workdir)
     on_disk = json.loads((workdir / "results.json").read_text())
-    assert on_disk["ticket_found"] is True and on_disk["ticket_epoch"] == 2
-    assert on_disk["stage1_epochs_run"] == 2 and on_disk["rewind"] == "init"
+    assert on_disk["ticket_found"] is True and on_disk["ticket_epoch"] == 3
+    assert on_disk["stage1_epochs_run"] == 3 and on_disk["rewind"] == "init"
+    assert on_disk["distance_mode"] == "consecutive"
     history = on_disk["mask_distance_history"]
-    assert [h["epoch"] for h in history] == [1, 2] and history[0]["distances"] == []
-    assert len(history[1]["distances"]) == 1 and 0 <= history[1]["distances"][0] < 1
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[0]["distances"] == [] and history[1]["distances"] == []
+    assert len(history[2]["distances"]) == 2
+    assert all(0 <= d < 1 for d in history[2]["distances"])
     assert on_disk["final_sparsity"] == pytest.approx(0.8, abs=1e-3)
-    assert results["ticket_epoch"] == 2
+    assert results["ticket_epoch"] == 3
     stage1 = cb.read_metrics_csv(str(workdir / "stage1_metrics.csv"))
-    assert [r["epoch"] for r in stage1] == [1, 2] and all(r["stage"] == "stage1" for r in stage1)
+    assert [r["epoch"] for r in stage1] == [1, 2, 3]
+    assert all(r["stage"] == "stage1" for r in stage1)
     assert {"train_loss", "train_acc", "val_sa", "lr"} <= set(stage1[0])
-    assert stage1[1]["mask_distance_max"] == pytest.approx(history[1]["distances"][0])
+    assert stage1[2]["mask_distance_max"] == pytest.approx(max(history[2]["distances"]))
     main = cb.read_metrics_csv(str(workdir / "metrics.csv"))
     assert [r["epoch"] for r in main] == [1, 2]              # only the protocol's rows
     assert all(r["density"] == pytest.approx(0.2, abs=1e-3) for r in main)
@@ -201,7 +234,7 @@ def test_rb_config_runs_both_stages_and_rewinds_to_theta0(tmp_path, tiny_arch, m
     net, _ = plugin.prepare(exp, {"stage": "main", "epoch": 1})
     assert (workdir / "stage1_metrics.csv").read_text() == before
     assert masks_lib.global_density(net) == 1.0      # the checkpoint restores the masks
-    assert plugin.results(exp, None)["ticket_epoch"] == 2
+    assert plugin.results(exp, None)["ticket_epoch"] == 3
 
 
 def test_no_ticket_uses_the_last_mask_and_says_so_and_rewind_none_keeps_weights(
@@ -223,7 +256,8 @@ def test_no_ticket_uses_the_last_mask_and_says_so_and_rewind_none_keeps_weights(
 def test_fast_at_tickets_config_runs(tmp_path, tiny_arch):
     workdir = tmp_path / "rb_fast"
     results = run(["rb_fast_resnet18_cifar100_s90.gin", "smoke.gin"],
-                  FAST + ["RobustBird.tau = 1.0", "train_eval.epochs = 1",
+                  FAST + ["RobustBird.tau = 1.0", "RobustBird.distance_mode = 'newest'",
+                          "train_eval.epochs = 1",
                           "train_eval.milestones = ()"], workdir)
     assert results["stage1"] == "fast" and results["stage1_pgd_steps"] == 1
     assert results["final_sparsity"] == pytest.approx(0.9, abs=1e-3)

@@ -9,6 +9,11 @@ watches the robust generalization gap and the validation robust loss once per ep
 ``t_start`` on, prunes an extra ``ceil(0.4 k nnz)`` and/or grows ``int(1.05 x)`` of the regular
 count (notes, section 3.3: the paper's "0.4% / 0.05%" are these factors).
 
+Paper defaults vs the reference code (``gin/fb_plus_resnet18_official_code.gin``): trigger
+threshold 0.75 vs 0.5 (see ``fb_plus_triggers``); ``prune_ties='exact'`` vs ``'threshold'``
+(see ``update_layer_mask``); gradient vs random growth; ``delta_t`` 2000 vs 900 then 1200. Both
+keep a weight pruned and regrown in the same update (value and momentum), as the reference does.
+
 The callback runs in cross-replica context (``on_train_batch_end``), so mask, kernel and
 momentum assignments reach every replica identically.
 """
@@ -22,6 +27,10 @@ import numpy as np
 from birds_tf.sparsity import masks as masks_lib
 
 GROWTH_MODES = ("gradient", "random")
+PRUNE_TIES = ("exact", "threshold")
+# Salt mixed into the run seed for random growth, so growth draws differ from the
+# random initial mask drawn from the same train_eval.seed.
+_GROWTH_SALT = 0x46422B
 
 
 def cosine_k(step, total_steps, k_init=0.5, k_min=0.005):
@@ -38,11 +47,18 @@ def increasing_fraction(values, strict):
     return float(hits.sum()) / diffs.size
 
 
-def fb_plus_triggers(gaps, losses, queue_length=5, threshold=0.5):
+def fb_plus_triggers(gaps, losses, queue_length=5, threshold=0.75):
     """(prune_more, grow_more) from full FIFO queues of per-epoch gap and validation loss.
 
-    The gap must strictly increase in at least ``threshold`` of the differences (over-fitting);
-    the validation robust loss must increase or stay equal (under-fitting), as the reference.
+    The last ``queue_length`` values give ``queue_length - 1`` consecutive differences (paper
+    Appendix A1: "compare the measurements stored in the queue between two consequent epochs").
+    Prune more when the fraction of strictly increasing gap differences is ``>= threshold``
+    (over-fitting); grow more when the fraction of validation-loss differences that increase or
+    stay equal is ``>= threshold`` (a plateau: under-fitting). The strict/non-strict comparisons
+    are the reference's (notes 3.2). ``threshold=0.75`` (3 of 4 differences) is the paper's "most
+    epochs (e.g. more than 3 out of the past 5 epochs)" read as a fraction: more than 3/5 of the
+    window, i.e. at least 3 of its 4 differences, a strict majority. The reference's epsilon is
+    0.5 (2 of 4); the count reading "4 or more increases" is ``threshold=1.0``.
     """
     if len(gaps) < queue_length or len(losses) < queue_length:
         return False, False
@@ -64,13 +80,52 @@ def update_counts(nnz, numel, k, prune_more=False, grow_more=False, prune_ratio=
     return removed, grown
 
 
-def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
-                      prune_ratio=0.4, growth_ratio=0.05, growth="gradient", rng=None):
-    """New mask after one prune/grow step; ties are broken by position for reproducibility.
+def _prune_exact(magnitude, mask, removed):
+    """Exactly ``removed`` smallest active magnitudes; ties broken by position (lowest first)."""
+    score = np.where(mask, magnitude, np.inf)
+    keep = mask.copy()
+    keep[np.argsort(score, kind="stable")[:removed]] = False
+    return keep
 
-    Returns ``(new_mask, pruned, grown)`` where ``pruned``/``grown`` are boolean arrays of the
-    positions switched off / on. Fully dense layers are left alone, as in the reference.
+
+def _prune_threshold(magnitude, numel, nnz, removed):
+    """The reference's ``magnitude_death``: ``thr = sorted(|w|)[num_zeros + removed - 1]`` over the
+    whole tensor, ``keep = |w| > thr`` (notes 2.6): every active weight tied with the threshold
+    goes too, so with ties more than ``removed`` weights are dropped."""
+    index = min((numel - nnz) + removed, numel)
+    if index <= 0:
+        return magnitude > -1.0
+    threshold = np.sort(magnitude)[index - 1]
+    return magnitude > threshold
+
+
+def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
+                      prune_ratio=0.4, growth_ratio=0.05, growth="gradient", rng=None,
+                      prune_ties="exact", reset_regrown=False):
+    """New mask after one prune/grow step.
+
+    Args:
+      weights: the layer's effective kernel (``kernel * mask``; inactive entries are 0).
+      mask, grad: the current mask and the dense gradient (``None`` for random growth).
+      k: the update ratio of this step.
+      prune_more, grow_more: the Flying Bird+ triggers.
+      prune_ratio, growth_ratio: FB+'s factors on the regular count (notes 3.3).
+      growth: ``'gradient'`` (largest ``|grad|`` among the inactive) or ``'random'``.
+      rng: a ``numpy`` Generator for random growth.
+      prune_ties: ``'exact'`` (paper default): exactly the rule's count is pruned, magnitude ties
+        broken by position. ``'threshold'`` (reference code): every active weight tied with the
+        threshold magnitude is pruned and growth regrows as many as the regular step dropped, so
+        ties shrink FB+'s net prune (notes 2.6, 3.3).
+      reset_regrown: a weight pruned and regrown in the same update keeps its value and momentum
+        by default (notes 2.8; the paper's zero init is for connections "not activated in the last
+        sparse topology"); ``True`` restarts it from zero like a new connection.
+
+    Returns ``(new_mask, pruned, grown)``: ``pruned`` are the positions switched off, ``grown`` the
+    positions whose value and momentum must restart from zero (the new connections, plus the
+    regrown ones if ``reset_regrown``). Fully dense layers are left alone, as in the reference.
     """
+    if prune_ties not in PRUNE_TIES:
+        raise ValueError(f"Unknown prune_ties {prune_ties!r}; allowed: {PRUNE_TIES}.")
     shape = mask.shape
     mask = np.asarray(mask).reshape(-1) > 0.5
     numel = mask.size
@@ -80,11 +135,18 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
         return mask.reshape(shape).astype(np.float32), none.reshape(shape), none.reshape(shape)
     removed, grown = update_counts(nnz, numel, k, prune_more, grow_more, prune_ratio,
                                    growth_ratio)
-    magnitude = np.abs(np.asarray(weights, np.float64).reshape(-1))
-    score = np.where(mask, magnitude, np.inf)
-    drop = np.argsort(score, kind="stable")[:removed]
-    new_mask = mask.copy()
-    new_mask[drop] = False
+    magnitude = np.abs(np.asarray(weights, np.float64).reshape(-1)) * mask
+    if prune_ties == "exact":
+        new_mask = _prune_exact(magnitude, mask, removed)
+    else:
+        regular, _ = update_counts(nnz, numel, k)
+        regular_keep = _prune_threshold(magnitude, numel, nnz, regular) & mask
+        dropped = nnz - int(regular_keep.sum())  # the reference's pruned_number
+        grown = dropped
+        if grow_more:
+            grown = min(int(dropped * (1.0 + growth_ratio)), numel)
+        new_mask = (_prune_threshold(magnitude, numel, nnz, removed) & mask if prune_more
+                    else regular_keep)
     candidates = np.flatnonzero(~new_mask)
     grown = min(grown, candidates.size)
     if growth == "gradient":
@@ -95,13 +157,13 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
         chosen = rng.choice(candidates, size=grown, replace=False)
     new_mask[chosen] = True
     pruned = mask & ~new_mask
-    grown_mask = ~mask & new_mask
-    # A just-pruned weight that is regrown counts as grown (it restarts from zero).
-    regrown = np.zeros(numel, bool)
-    regrown[chosen] = True
-    regrown &= mask
+    restart = ~mask & new_mask
+    if reset_regrown:
+        regrown = np.zeros(numel, bool)
+        regrown[chosen] = True
+        restart |= regrown & mask
     return (new_mask.reshape(shape).astype(np.float32), pruned.reshape(shape),
-            (grown_mask | regrown).reshape(shape))
+            restart.reshape(shape))
 
 
 @gin.configurable
@@ -110,13 +172,32 @@ class DynamicSparsity(keras.callbacks.Callback):
 
     Works with any model whose masked layers come from birds_tf (``birds_tf.sparsify`` converts
     a user's model); gradient growth needs the ``AdversarialModel`` trainer, which records the
-    dense gradients. Defaults are the paper's; ``delta_t_late`` and ``growth='random'`` give the
-    reference code's behaviour (``gin/fb_plus_resnet18_official_code.gin``).
+    dense gradients. Defaults are the paper's; ``delta_t_late``, ``growth='random'``,
+    ``threshold=0.5`` and ``prune_ties='threshold'`` give the reference code's behaviour
+    (``gin/fb_plus_resnet18_official_code.gin``).
+
+    Args:
+      plus: Flying Bird+ (adaptive prune/grow) instead of Flying Bird.
+      delta_t: iterations between mask updates; ``delta_t_late`` (reference) replaces it once the
+        0-indexed epoch is past half of training.
+      k_init, k_min: the cosine schedule of the update ratio.
+      growth: ``'gradient'`` (paper) or ``'random'`` (the reference's default).
+      prune_ratio, growth_ratio, threshold, queue_length: FB+'s factors, trigger threshold and
+        window (see ``fb_plus_triggers``).
+      t_start: first 0-indexed epoch whose updates may use the FB+ triggers (Algorithm 2's
+        ``t > t_start`` with 1-indexed epochs); ``None``: ``epochs // 2``.
+      total_steps: iterations of the whole run (``None``: taken from ``fit``).
+      prune_ties: ``'exact'`` or ``'threshold'`` (see ``update_layer_mask``).
+      reset_regrown: restart weights pruned and regrown in the same update from zero (off by
+        default; see ``update_layer_mask``).
+      seed: seed of random growth; ``None`` is 0 for a bare callback, and ``train_eval``'s Flying
+        Bird methods derive it from ``train_eval.seed``.
     """
 
     def __init__(self, plus=False, delta_t=2000, delta_t_late=None, k_init=0.5, k_min=0.005,
-                 growth="gradient", prune_ratio=0.4, growth_ratio=0.05, threshold=0.5,
-                 queue_length=5, t_start=None, total_steps=None, seed=0, verbose=True):
+                 growth="gradient", prune_ratio=0.4, growth_ratio=0.05, threshold=0.75,
+                 queue_length=5, t_start=None, total_steps=None, seed=None, prune_ties="exact",
+                 reset_regrown=False, verbose=True):
         super().__init__()
         _check_int("delta_t", delta_t, 1)
         if delta_t_late is not None:
@@ -133,6 +214,11 @@ class DynamicSparsity(keras.callbacks.Callback):
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
         if t_start is not None:
             _check_int("t_start", t_start, 0)
+        if prune_ties not in PRUNE_TIES:
+            raise ValueError(f"Unknown prune_ties {prune_ties!r}; allowed: {PRUNE_TIES} "
+                             "('exact' paper, 'threshold' released code).")
+        if seed is not None:
+            _check_int("seed", seed, 0)
         if total_steps is not None:
             _check_int("total_steps", total_steps, 1)
         self.plus = bool(plus)
@@ -145,7 +231,8 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.queue_length = int(queue_length)
         self.t_start = t_start
         self.total_steps = total_steps
-        self.seed = seed
+        self.prune_ties = prune_ties
+        self.reset_regrown = bool(reset_regrown)
         self.verbose = verbose
         self.step = 0
         self.epoch = 0
@@ -155,8 +242,13 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.events = []
         self.updates = 0
         self._epoch_updates = 0
-        self._rng = np.random.default_rng(seed)
+        self.set_seed(seed)
         self._epochs = None
+
+    def set_seed(self, seed):
+        """(Re)seed random growth; ``train_eval`` passes the run's seed when none is bound."""
+        self.seed = seed
+        self._rng = np.random.default_rng([_GROWTH_SALT, 0 if seed is None else int(seed)])
 
     # -- schedule --------------------------------------------------------------------------------
     def _total(self):
@@ -250,7 +342,7 @@ class DynamicSparsity(keras.callbacks.Callback):
                 grad = np.asarray(self.model.dense_gradient(layer).numpy())
             new_mask, pruned, grown = update_layer_mask(
                 kernel * mask, mask, grad, k, self.prune_more, self.grow_more, self.prune_ratio,
-                self.growth_ratio, self.growth, self._rng)
+                self.growth_ratio, self.growth, self._rng, self.prune_ties, self.reset_regrown)
             keep = (new_mask > 0) & ~pruned & ~grown
             masks_lib.assign_mask_and_reset(layer, new_mask, keep, optimizer)
             before += int(mask.sum())

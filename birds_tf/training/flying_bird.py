@@ -42,6 +42,9 @@ class FlyingBird(methods.Method):
 
     def callbacks(self, exp, model, state):
         self.callback = DynamicSparsity(plus=self.plus)
+        if self.callback.seed is None:
+            # Random growth must differ across runs: unless bound, its seed is the run's.
+            self.callback.set_seed(self.config.seed)
         saved = resume.callback_state(state, self.callback)
         if saved is not None:
             self.callback.set_state(saved)
@@ -53,6 +56,8 @@ class FlyingBird(methods.Method):
             return {}
         return {"distribution": self.distribution, "mask_updates": cb.updates,
                 "delta_t": cb.delta_t, "delta_t_late": cb.delta_t_late, "growth": cb.growth,
+                "growth_seed": cb.seed, "prune_ties": cb.prune_ties,
+                "reset_regrown": cb.reset_regrown,
                 "mask_update_events": cb.events}
 
 

@@ -3,13 +3,14 @@
 Stage 1 trains the dense network cheaply (clean SGD by default; ``'pgd'`` or ``'fast'`` for the
 Table A6 ablation). After every stage-1 epoch the early-bird detector takes a global magnitude
 mask over all conv kernels at the target sparsity (rule ``thre = sorted(|w|)[int(N*s)]``,
-``mask = |w| > thre``; the fc layer is excluded, as in the code) and pushes it into a FIFO of
-``queue_length`` masks. Once the FIFO is full, the normalised Hamming distances between the newest
-mask and each older one are compared with ``tau``; the ticket is drawn at the first epoch where
-all of them are below it. The ticket itself is a global L1 mask over conv AND fc kernels (torch's
-``global_unstructured``), then the weights are rewound (``rewind='init'``: to the initial theta_0,
-BN included, as Algorithm 1; ``rewind='none'``: the stage-1 weights, as the released code) and
-stage 2 is the protocol's PGD-AT run with a fresh optimizer and schedule.
+``mask = |w| > thre``; the fc layer is excluded, as in the code). The normalised Hamming distance
+to the previous epoch's mask, ``d(m_t, m_{t-1})``, is appended to a FIFO of ``queue_length``
+distances (Algorithm 1, line 4); once it is full they are compared with ``tau`` and the ticket is
+drawn at the first epoch where all of them are below it. The ticket itself is a global L1 mask
+over conv AND fc kernels (torch's ``global_unstructured``), then the weights are rewound
+(``rewind='init'``: to the initial theta_0, BN included, as Algorithm 1; ``rewind='none'``: the
+stage-1 weights, as the released code) and stage 2 is the protocol's PGD-AT run with a fresh
+optimizer and schedule.
 
 Paper vs code (notes section 11), both available:
 
@@ -17,14 +18,16 @@ Paper vs code (notes section 11), both available:
 item                   paper (defaults here)          released code (rb_*_official_code.gin)
 =====================  =============================  =====================================
 threshold ``tau``      0.1, ``max(Q) < tau``          0.08, ``dist > 0.08 -> no`` (i.e. <=)
+distances in ``Q``     consecutive d(m_t, m_{t-1})    newest mask vs each of 4 older ones
 rewinding              theta_0 (Algorithm 1 line 8)   none (stage-1 weights at the EB epoch)
 stage-1 milestones     not stated; 50/150 (code)      50/150
 stage-2 milestones     100/150 (the baseline recipe)  50/150
 =====================  =============================  =====================================
 
-``distance_mode='newest'`` (default) is the code's ``EarlyBird.cal_dist``: newest mask against
-each of the ``queue_length - 1`` older ones. ``'consecutive'`` is Algorithm 1 read literally:
-``Q`` holds the last ``queue_length`` distances between consecutive masks.
+``distance_mode='consecutive'`` (default) is Algorithm 1: ``Q`` holds the last ``queue_length``
+distances between consecutive masks (the first decision after ``queue_length + 1`` epochs).
+``'newest'`` is the code's ``EarlyBird.cal_dist``: the newest of the last ``queue_length`` masks
+against each of the older ones.
 
 If no ticket emerges within ``stage1_epochs``, the last epoch's weights give the ticket and
 ``results.json`` says ``ticket_found: false``.
@@ -65,12 +68,12 @@ def ticket_emerged(distances, tau, comparison="<"):
 class MaskQueue:
     """The early-bird FIFO. ``put(mask)`` returns the distances once enough masks were seen.
 
-    ``mode='newest'``: keeps the last ``length`` masks; distances are
+    ``mode='consecutive'`` (Algorithm 1): keeps the last ``length`` distances between consecutive
+    masks. ``mode='newest'`` (released code): keeps the last ``length`` masks; distances are
     ``[d(newest, q[0]), ..., d(newest, q[length-2])]``, oldest first (``EarlyBird.cal_dist``).
-    ``mode='consecutive'``: keeps the last ``length`` distances between consecutive masks.
     """
 
-    def __init__(self, length=5, mode="newest"):
+    def __init__(self, length=5, mode="consecutive"):
         if mode not in DISTANCE_MODES:
             raise ValueError(f"Unknown distance_mode {mode!r}; allowed: {DISTANCE_MODES}.")
         stages.check_epochs("queue_length", length, 2)
@@ -110,7 +113,7 @@ class EarlyBirdDetector(keras.callbacks.Callback):
     """After every epoch: conv-only early-bird mask, FIFO distances; stops once a ticket emerged."""
 
     def __init__(self, net, density, tau=0.1, queue_length=5, comparison="<",
-                 distance_mode="newest"):
+                 distance_mode="consecutive"):
         super().__init__()
         self.net = net
         self.density = float(density)
@@ -146,7 +149,7 @@ class RobustBird(methods.Method):
 
     def __init__(self, config, stage1="sgd", stage1_epochs=200, stage1_milestones=(50, 150),
                  stage1_lr=None, fast_peak_lr=0.2, tau=0.1, comparison="<", queue_length=5,
-                 distance_mode="newest", rewind="init"):
+                 distance_mode="consecutive", rewind="init"):
         super().__init__(config)
         if not config.sparsity > 0:
             raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
