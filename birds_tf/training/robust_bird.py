@@ -20,7 +20,7 @@ item                   paper (defaults here)          released code (rb_*_offici
 threshold ``tau``      0.1, ``max(Q) < tau``          0.08, ``dist > 0.08 -> no`` (i.e. <=)
 distances in ``Q``     consecutive d(m_t, m_{t-1})    newest mask vs each of 4 older ones
 rewinding              theta_0 (Algorithm 1 line 8)   none (stage-1 weights at the EB epoch)
-stage-1 milestones     not stated; 50/150 (code)      50/150
+stage-1 milestones     50/150 (Appendix A2.2)         50/150
 stage-2 milestones     100/150 (the baseline recipe)  50/150
 =====================  =============================  =====================================
 
