@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from birds_tf.data import DATASETS, DatasetNotFoundError, Splits, get_dataset
 from birds_tf.data import augment, cifar, digits, tiny_imagenet
+from tests.cifar_mock import cifar_mock
 
 
 def _arrays(ds):
@@ -144,29 +145,10 @@ def test_rotation_keeps_shape_and_fills_corners_with_zero():
 # ----------------------------------------------------------------------------- CIFAR (mocked tfds)
 
 
-def _cifar_mock(train_index, num_test, num_classes=10, seen=None):
-    """A tfds ``_as_dataset`` stand-in: random images, ids ``train_<index>`` in the given (hashed)
-    order, the pixel [0, 0, 0] holding ``index % 256`` and the label ``index % num_classes``."""
-    def as_dataset(self, split, **kwargs):
-        if seen is not None:
-            seen.append(str(split))
-        prefix, index = ("test", np.arange(num_test)) if str(split) == "test" else \
-            ("train", np.asarray(train_index))
-        images = np.random.default_rng(len(index)).integers(0, 256, (len(index), 32, 32, 3),
-                                                            dtype=np.uint8)
-        images[:, 0, 0, 0] = index % 256
-        example = {"image": images, "label": (index % num_classes).astype(np.int64),
-                   "id": np.array([f"{prefix}_{i:05d}".encode() for i in index])}
-        if num_classes == 100:
-            example["coarse_label"] = (index % 20).astype(np.int64)
-        return tf.data.Dataset.from_tensor_slices(example)
-    return as_dataset
-
-
 @pytest.mark.parametrize("name,num_classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_through_tfds_mock(name, num_classes, tmp_path):
     index = np.random.default_rng(0).permutation(np.arange(44988, 45012))  # 12 train, 12 val
-    with tfds.testing.mock_data(as_dataset_fn=_cifar_mock(index, 12, num_classes)):
+    with tfds.testing.mock_data(as_dataset_fn=cifar_mock(index, 12, num_classes)):
         s = get_dataset(name, batch_size=5, data_dir=str(tmp_path), seed=1)
         plain = get_dataset(name, batch_size=5, data_dir=str(tmp_path), seed=1, augment=False)
     assert (s.num_train, s.num_val, s.num_test, s.steps_per_epoch) == (12, 12, 12, 3)
@@ -194,7 +176,7 @@ def test_cifar_split_by_file_index_not_tfds_order(tmp_path):
     rng = np.random.default_rng(0)
     index = rng.permutation(np.concatenate([rng.choice(45000, 45, replace=False),
                                             45000 + rng.choice(5000, 5, replace=False)]))
-    with tfds.testing.mock_data(as_dataset_fn=_cifar_mock(index, 10, seen=seen)):
+    with tfds.testing.mock_data(as_dataset_fn=cifar_mock(index, 10, seen=seen)):
         s = get_dataset("cifar10", batch_size=8, data_dir=str(tmp_path))
         capped = get_dataset("cifar10", batch_size=8, max_train=20, max_eval=3)
     assert set(seen) == {"train", "test"}

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import keras
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 import birds_tf
 from birds_tf.sparsity import dynamic, masks
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import TorchSGD, momentum_buffer
+from tests import cifar_mock
 from conftest import mirrored
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,7 +228,7 @@ def test_fb_plus_config_runs_on_mock_cifar_and_reports_density(tmp_path, _gin_ro
                 "train_eval.max_eval = 8", "train_eval.train_steps = 1",
                 "train_eval.eval_steps = 1", "train_eval.milestones = ()",
                 "DynamicSparsity.delta_t = 1", "DynamicSparsity.t_start = 1"]
-    with tfds.testing.mock_data(num_examples=24):
+    with cifar_mock.mock():
         results = train.run(["gin/fb_plus_resnet18.gin"], bindings, str(tmp_path / "fbp"),
                             verbose=0)
     assert results["method"] == "fb_plus" and results["dataset"] == "cifar10"

@@ -6,10 +6,10 @@ import sys
 
 import gin
 import pytest
-import tensorflow_datasets as tfds
 
 from birds_tf.training import callbacks as cb
 from launch import train
+from tests import cifar_mock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["train_eval.arch_kwargs = {'width': 4}", "train_eval.epochs = 1",
@@ -35,7 +35,7 @@ def _run(workdir, files, bindings, **kwargs):
 
 def test_two_steps_on_mock_cifar10_write_every_file(tmp_path):
     workdir = tmp_path / "dense"
-    with tfds.testing.mock_data(num_examples=24):
+    with cifar_mock.mock():
         results = _run(workdir, ["gin/dense_resnet18.gin"], TINY)
     for name in ("config.gin", "operative_config.gin", "metrics.csv", "results.json",
                  "checkpoints/best.keras", "checkpoints/final.keras",
