@@ -36,6 +36,8 @@ flags.DEFINE_enum("scale", "paper", SCALES, "paper: the gin files as they are; o
 flags.DEFINE_string("out", None, "Output folder (default runs/reproduce/table<T>_<scale>).")
 flags.DEFINE_list("rows", None, "Only these rows of the table (ids as in "
                   "birds_tf/metrics/paper_tables.csv, e.g. dense,rb,fb,fb_plus).")
+flags.DEFINE_multi_string("extra_gin_bindings", [], "Gin bindings for every run, after the "
+                          "scale's layer, e.g. \"train_eval.data_dir='DIR'\" for CIFAR.")
 flags.mark_flag_as_required("table")
 FLAGS = flags.FLAGS
 
@@ -44,7 +46,16 @@ class ReproduceError(ValueError):
     """Bad input to launch.reproduce, found before any training."""
 
 
-def plan(table, seeds, scale, out, rows=None):
+def default_out(table, scale):
+    from birds_tf.metrics import paper
+    try:
+        key = paper.table(table)[0].table
+    except ValueError as e:
+        raise ReproduceError(str(e)) from None
+    return os.path.join("runs", "reproduce", f"table{key}_{scale}")
+
+
+def plan(table, seeds, scale, out, rows=None, gin_bindings=()):
     """Check everything and list the runs; raises ReproduceError before any training.
 
     Returns (paper rows selected, [(row, seed, gin files, bindings, workdir)], table key).
@@ -84,7 +95,8 @@ def plan(table, seeds, scale, out, rows=None):
     for r in selected:
         extra = OFFLINE_ARCH_BINDINGS.get(r.arch, []) if scale == "offline" else []
         for k in range(1, seeds + 1):
-            runs.append((r, k, [r.gin] + SCALE_GIN[scale], extra + [f"train_eval.seed = {k}"],
+            runs.append((r, k, [r.gin] + SCALE_GIN[scale],
+                         extra + list(gin_bindings) + [f"train_eval.seed = {k}"],
                          os.path.join(out, r.row, f"seed{k}")))
     _check_configs(runs)
     return selected, runs, key
@@ -139,13 +151,60 @@ def _write_marker(out, table, scale, rows, seeds):
                                        indent=1) + "\n")
 
 
-def _train(files, bindings, workdir):
+class _Progress:
+    """One readable line per finished epoch, read from the run's metrics.csv by a thread (Keras'
+    own lines list every layer's density for sparse runs)."""
+
+    def __init__(self, workdir, label):
+        import threading
+        self.path = os.path.join(workdir, "metrics.csv")
+        self.label = label
+        self.seen = self._rows()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _rows(self):
+        import csv
+        try:
+            with open(self.path, newline="") as f:
+                return list(csv.DictReader(f))
+        except (OSError, csv.Error):
+            return []
+
+    def _watch(self):
+        while not self.stop.wait(2.0):
+            self.flush()
+
+    def flush(self):
+        rows = self._rows()
+        for row in rows[len(self.seen):]:
+            try:
+                print(f"  {self.label} epoch {row['epoch']}: train RA {float(row['train_ra']):.1f}"
+                      f", val RA {float(row['val_ra']):.1f}, test RA {float(row['test_ra']):.1f}"
+                      f", test SA {float(row['test_sa']):.1f} ({float(row['seconds']):.0f} s)",
+                      flush=True)
+            except (KeyError, ValueError):
+                pass
+        self.seen = rows if len(rows) > len(self.seen) else self.seen
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.flush()
+
+
+def _train(files, bindings, workdir, label):
     import gin
     import keras
     from launch import train
     gin.clear_config()
     try:
-        return train.run(files, bindings, workdir, verbose=2)
+        with _Progress(workdir, label):
+            return train.run(files, bindings, workdir, verbose=0)
     finally:
         gin.clear_config()
         keras.backend.clear_session()
@@ -176,10 +235,10 @@ def write_hparams(out, table, scale, summary_runs):
     return root
 
 
-def run(table, seeds=1, scale="paper", out=None, rows=None):
-    """What ``main`` does; returns (markdown, csv text, summary)."""
-    out = out or os.path.join("runs", "reproduce", f"table{table}_{scale}")
-    selected, runs, key = plan(table, seeds, scale, out, rows)
+def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=()):
+    """What ``main`` does; returns (markdown, csv text, summary, out folder)."""
+    out = out or default_out(table, scale)
+    selected, runs, key = plan(table, seeds, scale, out, rows, gin_bindings)
     _write_marker(out, key, scale, selected, seeds)
     results, finished = {}, []
     start = time.time()
@@ -194,7 +253,7 @@ def run(table, seeds=1, scale="paper", out=None, rows=None):
             with open(path) as f:
                 res = json.load(f)
         else:
-            res = _train(files, bindings, workdir)
+            res = _train(files, bindings, workdir, f"{row.row} seed {seed}")
         print(f"[{i}/{len(runs)}] {row.row} seed {seed}: RA best {res['ra_best']:.2f} final "
               f"{res['ra_final']:.2f}, SA final {res['sa_final']:.2f}, RGG "
               f"{res['rgg_final']:.2f} ({time.time() - t0:.0f} s; {time.time() - start:.0f} s "
@@ -213,19 +272,19 @@ def run(table, seeds=1, scale="paper", out=None, rows=None):
     atomic_write_text(os.path.join(out, "table.md"), md + "\n")
     atomic_write_text(os.path.join(out, "table.csv"), text)
     write_hparams(out, key, scale, finished)
-    return md, text, summary
+    return md, text, summary, out
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     try:
-        md, _, _ = run(FLAGS.table, FLAGS.seeds, FLAGS.scale, FLAGS.out, FLAGS.rows)
+        md, _, _, out = run(FLAGS.table, FLAGS.seeds, FLAGS.scale, FLAGS.out, FLAGS.rows,
+                            FLAGS.extra_gin_bindings)
     except ReproduceError as e:
         raise SystemExit(f"launch.reproduce: {e}") from None
     print()
     print(md)
-    out = FLAGS.out or os.path.join("runs", "reproduce", f"table{FLAGS.table}_{FLAGS.scale}")
     print(f"\nWrote {os.path.join(out, 'table.md')}, table.csv and the HParams summary "
           f"({os.path.join(out, 'hparams')}; tensorboard --logdir {out}).")
 
