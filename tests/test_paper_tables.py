@@ -79,3 +79,27 @@ def test_rows_are_unique_and_point_at_existing_methods(monkeypatch):
             sparsity = 0.0 if r.method == "dense" else gin.query_parameter("train_eval.sparsity")
             assert 100 * sparsity == pytest.approx(r.sparsity), r
     gin.clear_config()
+
+
+@pytest.mark.parametrize("table", ["1", "2", "A17"])
+def test_offline_scale_gives_every_row_a_valid_cpu_config(monkeypatch, tmp_path, table):
+    """Each row's config with gin/offline.gin on top passes the experiment's and the method's
+    own validation, on the animals data and the 24-epoch schedule."""
+    import gin
+    from launch import common, reproduce
+    from birds_tf.training import experiment, methods
+    monkeypatch.chdir(ROOT)
+    _, runs, _ = reproduce.plan(table, 1, "offline", str(tmp_path / "out"))
+    for row, _, files, bindings, _ in runs:
+        gin.clear_config()
+        common.parse_gin(files, bindings)
+        bound = gin.get_bindings("train_eval")
+        config = experiment.Config(**{k: v for k, v in bound.items()
+                                      if k in experiment.Config.__dataclass_fields__})
+        config.milestones = tuple(config.milestones)
+        config.validate()
+        assert (config.dataset, config.epochs, config.augment) == ("animals", 24, False), row
+        width = config.arch_kwargs["width"]
+        assert width == (2 if row.arch == "wide_resnet34_10" else 8), row
+        methods.get(config.method)(config)
+    gin.clear_config()
