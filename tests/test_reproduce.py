@@ -12,8 +12,9 @@ import pytest
 from launch import reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Even smaller than gin/smoke.gin: 2 steps an epoch, 64 evaluation images.
-TINY = ["train_eval.max_train = 128", "train_eval.max_eval = 64"]
+# Even smaller than gin/smoke.gin: 2 steps an epoch, 32 evaluation images, PGD-1.
+TINY = ["train_eval.max_train = 64", "train_eval.batch_size = 32", "train_eval.max_eval = 32",
+        "train_eval.train_steps = 1", "train_eval.eval_steps = 1"]
 
 
 @pytest.fixture(autouse=True)
