@@ -123,7 +123,7 @@ def markdown(summary, title=None):
             group = e["group"]
             if out and out[-1] != "":
                 out.append("")
-            out += [f"**{group} / {e['arch']}** (paper) ", "",
+            out += [f"**{group} / {e['arch']}** (the paper's dataset / architecture)", "",
                     "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lead = [f"{e['sparsity']:.0f}", e["setting"]]
         ours = [_pm(e[f"{m}_mean"], e[f"{m}_std"]) for m in ACCURACY]
