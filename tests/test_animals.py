@@ -90,3 +90,16 @@ def test_pipeline_gives_28x28x1_images_in_unit_range():
     assert (s.num_train, s.num_val, s.num_test) == (128, 64, 64)
     xv, _ = next(iter(s.val))
     assert set(np.unique(np.asarray(xv) * 255).round(3)) <= set(np.arange(256.0))
+
+
+def test_augment_switch_is_validated_and_turns_augmentation_off():
+    from birds_tf.training import experiment
+    with pytest.raises(ValueError, match="augment must be True or False, got 'no'"):
+        experiment.Config(dataset="animals", augment="no").validate()
+    plain = get_dataset("animals", batch_size=64, max_train=64, augment=False, seed=3)
+    x, y = next(iter(plain.train))
+    # Without augmentation every training image is one of the stored ones.
+    stored = {hashlib.sha256(np.round(a * 255).astype(np.uint8).tobytes()).hexdigest()
+              for a in np.asarray(next(iter(plain.train_eval))[0])}
+    assert {hashlib.sha256(np.round(a * 255).astype(np.uint8).tobytes()).hexdigest()
+            for a in np.asarray(x)} == stored
