@@ -2,7 +2,6 @@
 import gzip
 import hashlib
 import importlib.util
-import os
 import pickle
 
 import numpy as np
