@@ -1,5 +1,6 @@
 # The two commands of the README. Each creates .venv if missing and installs the pinned
-# requirements (skipped when they have not changed since the last install).
+# requirements (skipped when they have not changed since the last install); requirements-nodeps.txt
+# goes in with --no-deps.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,8 +13,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): requirements.txt requirements-test.txt | $(PY)
+$(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

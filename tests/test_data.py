@@ -35,7 +35,7 @@ def _check_batches(ds, shape, num_classes, batch_size):
 
 
 def test_api_names():
-    assert DATASETS == ("digits", "cifar10", "cifar100", "tiny_imagenet")
+    assert DATASETS == ("digits", "animals", "cifar10", "cifar100", "tiny_imagenet")
     assert issubclass(DatasetNotFoundError, FileNotFoundError)
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from birds_tf.data import pipeline
 
-DATASETS = ("digits", "cifar10", "cifar100", "tiny_imagenet")
+DATASETS = ("digits", "animals", "cifar10", "cifar100", "tiny_imagenet")
 DATA_DIR_ENV = "BIRDS_TF_DATA"
 
 
@@ -61,6 +61,9 @@ def _load(name, data_dir):
     if name == "digits":
         from birds_tf.data import digits
         return digits.load(data_dir)
+    if name == "animals":
+        from birds_tf.data import animals
+        return animals.load(data_dir)
     if name in ("cifar10", "cifar100"):
         from birds_tf.data import cifar
         return cifar.load(name, data_dir)

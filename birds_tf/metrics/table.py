@@ -10,8 +10,8 @@ import math
 from birds_tf.metrics.protocol import rgg_reduction
 
 METHOD_NAMES = {"dense": "Baseline", "small_dense": "Small Dense", "rp": "Random Pruning",
-                "omp": "OMP", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow",
-                "igq": "IGQ", "rb": "Robust Bird", "fb": "Flying Bird",
+                "random": "Random Pruning", "omp": "OMP", "snip": "SNIP", "grasp": "GraSP",
+                "synflow": "SynFlow", "igq": "IGQ", "rb": "Robust Bird", "fb": "Flying Bird",
                 "fb_plus": "Flying Bird+"}
 METHOD_ORDER = list(METHOD_NAMES)
 PAPER_SCALES = {"training_flops": 17, "inference_flops": 9}

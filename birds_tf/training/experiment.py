@@ -59,6 +59,8 @@ class Config:
     jit_compile: bool = False
     mixed_precision: str = None
     rgg_eval: bool = True
+    # False: no training augmentation (the CPU-size offline scale, gin/offline.gin).
+    augment: bool = True
 
     def validate(self):
         if self.method not in methods.names():
@@ -84,6 +86,8 @@ class Config:
         if self.attack_bn_mode not in BN_MODES:
             raise ValueError(f"attack_bn_mode must be one of {BN_MODES}, got "
                              f"{self.attack_bn_mode!r}.")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be True or False, got {self.augment!r}.")
         if self.mixed_precision not in MIXED_POLICIES:
             raise ValueError(f"mixed_precision must be one of {MIXED_POLICIES}, got "
                              f"{self.mixed_precision!r}.")
@@ -160,13 +164,13 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
                train_steps=10, attack_bn_mode="train", eval_eps=8 / 255,
                eval_step_size=2 / 255, eval_steps=20, sparsity=0.0, seed=1, max_train=None,
                max_eval=None, jit_compile=False, mixed_precision=None, rgg_eval=True,
-               verbose=None):
+               augment=True, verbose=None):
     """Train one method with PGD-AT into ``workdir`` and return the results dict."""
     config = Config(method, dataset, data_dir, arch, dict(arch_kwargs or {}), epochs, batch_size,
                     eval_batch_size, lr, momentum, weight_decay, tuple(milestones), gamma,
                     train_eps, train_step_size, train_steps, attack_bn_mode, eval_eps,
                     eval_step_size, eval_steps, sparsity, seed, max_train, max_eval,
-                    jit_compile, mixed_precision, rgg_eval).validate()
+                    jit_compile, mixed_precision, rgg_eval, augment).validate()
     plugin = methods.get(config.method)(config)  # validates its own settings
     smooth = smoothing.Smoothing.from_gin(config)  # KD / SWA settings and teacher paths
     strategy = strategy or tf.distribute.get_strategy()
@@ -176,7 +180,8 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
     splits = data_lib.get_dataset(config.dataset, batch_size=config.batch_size,
                                   data_dir=config.data_dir, seed=config.seed,
                                   eval_batch_size=config.eval_batch_size,
-                                  max_train=config.max_train, max_eval=config.max_eval)
+                                  max_train=config.max_train, max_eval=config.max_eval,
+                                  augment=config.augment)
     os.makedirs(workdir, exist_ok=True)
     exp = Experiment(config, workdir, strategy, splits)
     exp.smoothing = smooth
