@@ -1,5 +1,6 @@
-"""Carlini-Wagner L2 (untargeted), as the paper ran it: 1 binary-search step, c = 0.1, 100 Adam
-iterations at learning rate 0.01, confidence 0.
+"""Carlini-Wagner L2 (untargeted), as the paper ran it: 1 binary-search step, c = 0.1, 100
+iterations at learning rate 0.01 (Appendix A3.2); Adam and confidence 0 are CW's own defaults,
+which the paper does not restate.
 
 Optimises ``w`` with ``x' = (tanh(w) + 1) / 2`` so the box [0, 1] holds without clipping, minimising
 ``||x' - x||^2 + c * max(z_y - max_{j!=y} z_j, -confidence)`` per example. The returned image is

@@ -359,7 +359,7 @@ def results_fields(net, history, config, splits, results=None, masks_dir=None):
     stage1 = float(results.get("stage1_epochs_run", results.get("ticket_epoch", 0)) or 0)
     initial = None
     if masks_dir and os.path.exists(os.path.join(masks_dir, "epoch_000.npz")):
-        from birds_tf.training.callbacks import load_mask_file
+        from birds_tf.sparsity.masks import load_mask_file
         initial = {name: float(mask.mean()) for name, mask in
                    load_mask_file(os.path.join(masks_dir, "epoch_000.npz")).items()}
     finetune = {}

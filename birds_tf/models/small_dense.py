@@ -9,7 +9,7 @@ from birds_tf.models import preact_resnet
 BASE = (64, 128, 256, 512)
 
 # The reference's hand-picked width scales (models/small_dense_resnet.py); used when the target
-# density is one of these, so the paper's Small Dense rows are reproduced exactly.
+# density is one of these, so the Small Dense networks of the paper's rows are built exactly.
 REFERENCE_SCALES = {0.05: 0.223, 0.10: 0.316, 0.20: 0.448, 0.60: 0.775, 0.80: 0.895}
 
 

@@ -165,8 +165,8 @@ def kernel_shapes(model):
 def snip_densities(model, density, data):
     """Layer densities implied by keeping the global top-``density`` SNIP scores.
 
-    The paper initialises FB+ best from "SNIP-produced layer-wise sparsity, then random
-    pruning"; the reference code never implemented it. The kept count is the reference
+    The paper's best FB+ initialisation (Section 4.3, Table 4) is "using SNIP to produce initial
+    layer-wise sparsity", then random pruning; the reference code never implemented it. The kept count is the reference
     prune-loop's ``N - int((1 - D) * N)``; ties are broken by position (earlier layer, then
     earlier flat index, kept first) so the count is exact and the result deterministic.
     """

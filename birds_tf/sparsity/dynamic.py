@@ -172,9 +172,10 @@ class DynamicSparsity(keras.callbacks.Callback):
 
     Works with any model whose masked layers come from birds_tf (``birds_tf.sparsify`` converts
     a user's model); gradient growth needs the ``AdversarialModel`` trainer, which records the
-    dense gradients. Defaults are the paper's; ``delta_t_late``, ``growth='random'``,
-    ``threshold=0.5`` and ``prune_ties='threshold'`` give the reference code's behaviour
-    (``gin/fb_plus_resnet18_official_code.gin``).
+    dense gradients. Defaults are the paper's where it gives a value (``k_min``, ``t_start`` and
+    the trigger comparisons, which it leaves open, are the reference code's); ``delta_t_late``,
+    ``growth='random'``, ``threshold=0.5`` and ``prune_ties='threshold'`` give the reference
+    code's behaviour (``gin/fb_plus_resnet18_official_code.gin``).
 
     Args:
       plus: Flying Bird+ (adaptive prune/grow) instead of Flying Bird.
@@ -185,7 +186,8 @@ class DynamicSparsity(keras.callbacks.Callback):
       prune_ratio, growth_ratio, threshold, queue_length: FB+'s factors, trigger threshold and
         window (see ``fb_plus_triggers``).
       t_start: first 0-indexed epoch whose updates may use the FB+ triggers (Algorithm 2's
-        ``t > t_start`` with 1-indexed epochs); ``None``: ``epochs // 2``.
+        ``t > t_start`` with 1-indexed epochs); ``None``: ``epochs // 2`` (the paper gives no
+        value; half of training is the reference's ``--dynamic_epoch`` 100 of 200).
       total_steps: iterations of the whole run (``None``: taken from ``fit``).
       prune_ties: ``'exact'`` or ``'threshold'`` (see ``update_layer_mask``).
       reset_regrown: restart weights pruned and regrown in the same update from zero (off by

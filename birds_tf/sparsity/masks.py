@@ -3,9 +3,12 @@
 Every function takes a model (or a list of layers) so the same helpers serve the callbacks,
 the static pruners, the FLOPs counter and the exporter.
 """
+import os
+
 import numpy as np
 
 from birds_tf.layers.masked import MASKED_LAYER_TYPES
+from birds_tf.utils.optimizer_slots import momentum_buffer
 
 
 def masked_layers(model):
@@ -121,7 +124,6 @@ def assign_mask_and_reset(layer, mask, keep, optimizer=None):
     Pruning and regrowth share this: a pruned weight must stop moving (its momentum would push it
     on) and a grown one starts from zero with zero momentum.
     """
-    from birds_tf.training.optimizer import momentum_buffer
     keep = np.asarray(keep, dtype=np.float32)
     layer.mask.assign(np.asarray(mask, dtype=np.float32))
     layer.kernel.assign(np.asarray(layer.kernel.numpy()) * keep)
@@ -133,3 +135,28 @@ def assign_mask_and_reset(layer, mask, keep, optimizer=None):
     except ValueError:
         return
     buf.assign(np.asarray(buf.numpy()) * keep)
+
+
+def save_mask_file(path, masks):
+    """``{layer: 0/1 array}`` as a compressed npz of bit-packed masks (1 bit per weight)."""
+    payload = {}
+    for name, mask in masks.items():
+        mask = np.asarray(mask)
+        payload[name] = np.packbits(mask.reshape(-1) > 0)
+        payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **payload)
+    os.replace(tmp, path)
+
+
+def load_mask_file(path):
+    """The ``{layer: float32 0/1 array}`` written by ``save_mask_file``."""
+    with np.load(path) as data:
+        out = {}
+        for key in data.files:
+            if key.endswith(":shape"):
+                continue
+            shape = tuple(int(d) for d in data[key + ":shape"])
+            bits = np.unpackbits(data[key], count=int(np.prod(shape)))
+            out[key] = bits.reshape(shape).astype(np.float32)
+    return out

@@ -12,8 +12,10 @@ import keras
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.sparsity.masks import load_mask_file, save_mask_file  # noqa: F401 (re-export)
 from birds_tf.training import evaluation
 from birds_tf.utils import files
+from birds_tf.utils.files import read_metrics_csv  # noqa: F401 (re-export)
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_ra", "val_sa", "val_ra", "val_robust_loss",
                   "test_sa", "test_ra", "test_robust_loss", "density", "seconds")
@@ -130,25 +132,6 @@ def write_metrics_csv(path, history):
     write_rows_csv(path, history, METRIC_COLUMNS)
 
 
-def read_metrics_csv(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for row in rows:
-        parsed = {}
-        for key, value in row.items():
-            if value == "":
-                continue
-            try:
-                parsed[key] = float(value)
-            except ValueError:
-                parsed[key] = value
-        if "epoch" in parsed:
-            parsed["epoch"] = int(parsed["epoch"])
-        out.append(parsed)
-    return out
-
-
 class BestAndFinalModels(keras.callbacks.Callback):
     """Saves the classifier (masks included) as ``best.keras`` (highest val RA) and ``final.keras``.
 
@@ -201,31 +184,6 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 f"{batch + 1}. Nothing from this epoch was saved; the last good checkpoint "
                 f"(epoch {self.epoch}) is in {self.exp.path('checkpoints')}. Lower "
                 "train_eval.lr or check the data, then rerun (the same command resumes).")
-
-
-def save_mask_file(path, masks):
-    """``{layer: 0/1 array}`` as a compressed npz of bit-packed masks (1 bit per weight)."""
-    payload = {}
-    for name, mask in masks.items():
-        mask = np.asarray(mask)
-        payload[name] = np.packbits(mask.reshape(-1) > 0)
-        payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **payload)
-    os.replace(tmp, path)
-
-
-def load_mask_file(path):
-    """The ``{layer: float32 0/1 array}`` written by ``save_mask_file``."""
-    with np.load(path) as data:
-        out = {}
-        for key in data.files:
-            if key.endswith(":shape"):
-                continue
-            shape = tuple(int(d) for d in data[key + ":shape"])
-            bits = np.unpackbits(data[key], count=int(np.prod(shape)))
-            out[key] = bits.reshape(shape).astype(np.float32)
-    return out
 
 
 class MaskHistory(keras.callbacks.Callback):

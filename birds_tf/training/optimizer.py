@@ -7,6 +7,8 @@ learning-rate drop, so results only match the paper's recipe with this optimizer
 import keras
 from keras import ops
 
+from birds_tf.utils.optimizer_slots import momentum_buffer  # noqa: F401 (re-export)
+
 
 @keras.saving.register_keras_serializable(package="birds_tf")
 class TorchSGD(keras.optimizers.Optimizer):
@@ -43,21 +45,6 @@ class TorchSGD(keras.optimizers.Optimizer):
         config = super().get_config()
         config.update(momentum=self.momentum, l2=self.l2)
         return config
-
-
-def momentum_buffer(optimizer, variable):
-    """The momentum slot of ``variable`` (pruning resets it at pruned positions)."""
-    if not getattr(optimizer, "built", False):
-        raise ValueError("The optimizer has no state yet; call optimizer.build(model."
-                         "trainable_variables) or train one step first.")
-    if hasattr(optimizer, "momentums"):
-        try:
-            index = optimizer._get_variable_index(variable)
-        except KeyError:
-            raise ValueError(f"Variable {variable.path!r} is not optimized by this "
-                             "optimizer.") from None
-        return optimizer.momentums[index]
-    raise ValueError(f"Optimizer {type(optimizer).__name__} has no momentum buffers.")
 
 
 @keras.saving.register_keras_serializable(package="birds_tf")

@@ -4,7 +4,8 @@ All of them train the same masked architecture with the same PGD-AT main stage; 
 in how the mask is chosen:
 
 * ``random`` -- random pruning: every masked layer (stem and fc included) at the target density,
-  exactly ``int(s * n)`` random zeros per layer (the reference's ``uniform`` init);
+  exactly ``int(s * n)`` random zeros per layer (the reference's ``uniform`` budget with the
+  exact count of its IGQ init; its own ``uniform`` init is Bernoulli, notes 2.2);
 * ``igq`` / ``erk`` -- random masks under the IGQ / ERK layer-wise budget (notes 4.1-4.2), kept
   fixed (Flying Bird's init without the dynamic updates);
 * ``snip`` / ``grasp`` / ``synflow`` -- pruning at initialisation with Synaptic-Flow's

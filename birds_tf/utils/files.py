@@ -1,4 +1,5 @@
 """Atomic writes: a crash mid-write must leave the previous file intact, never a torn one."""
+import csv
 import os
 import tempfile
 
@@ -29,3 +30,24 @@ def atomic_save_model(model, path):
     tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
     model.save(tmp)
     os.replace(tmp, path)
+
+
+def read_metrics_csv(path):
+    """Rows of a ``metrics.csv``-style file: numbers as floats (``epoch`` as int), empty cells
+    left out."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed = {}
+        for key, value in row.items():
+            if value == "":
+                continue
+            try:
+                parsed[key] = float(value)
+            except ValueError:
+                parsed[key] = value
+        if "epoch" in parsed:
+            parsed["epoch"] = int(parsed["epoch"])
+        out.append(parsed)
+    return out

@@ -36,7 +36,7 @@ def results(workdir):
 
 
 def history(workdir):
-    from birds_tf.training.callbacks import read_metrics_csv
+    from birds_tf.utils.files import read_metrics_csv
     return read_metrics_csv(os.path.join(check(workdir, ("metrics.csv",)), "metrics.csv"))
 
 
