@@ -8,7 +8,6 @@ subprocess test passes either way; the numerical tests below hold everywhere.
 import os
 import subprocess
 import sys
-import warnings
 
 import keras
 import numpy as np
@@ -54,6 +53,16 @@ with strategy.scope():
 x = rng.random((10, 32, 32, 3), dtype=np.float32)
 model.fit(x, np.arange(10) % 10, batch_size=10, epochs=1, verbose=0)
 print("mirrored: ok", flush=True)
+# A user's own plain Keras model with a strided 1x1 shortcut: AdversarialModel routes it.
+inp = keras.Input((32, 32, 3))
+h = keras.layers.Conv2D(8, 3, padding="same")(inp)
+h = keras.layers.Conv2D(16, 1, strides=2)(h)
+plain = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+model = birds_tf.AdversarialModel(plain, birds_tf.AttackConfig(steps=1), seed=0)
+model.compile(optimizer=birds_tf.TorchSGD(0.01))
+x = rng.random((7, 32, 32, 3), dtype=np.float32)
+model.fit(x, np.arange(7) % 10, batch_size=4, epochs=1, verbose=0)
+print("plain: ok", flush=True)
 import tempfile
 from birds_tf.export.sparse import fold_masks
 out = os.path.join(tempfile.mkdtemp(), "saved")
@@ -76,7 +85,7 @@ def test_training_through_odd_batches_does_not_crash():
                           env=env, timeout=300)
     assert done.returncode == 0, (done.returncode, done.stdout, done.stderr[-3000:])
     assert "fit: ok" in done.stdout and "mirrored: ok" in done.stdout
-    assert "saved model: ok" in done.stdout
+    assert "saved model: ok" in done.stdout and "plain: ok" in done.stdout
 
 
 CASES = [(32, 2, "same"), (31, 2, "valid"), (31, 2, "same"), (7, 3, "valid"), (8, 3, "same")]
@@ -117,13 +126,19 @@ def test_subsampling_only_for_strided_pointwise():
     assert not needs_subsampling(MaskedConv2D(4, 3, strides=2))
 
 
-def test_plain_strided_pointwise_conv_warns():
-    """A user's own plain Keras shortcut cannot be fixed from outside: say so, name the fix."""
-    inp = keras.Input((8, 8, 3))
-    out = keras.layers.Dense(2)(keras.layers.Flatten()(
-        keras.layers.Conv2D(4, 1, strides=2, name="shortcut")(inp)))
-    with pytest.warns(UserWarning, match="shortcut.*sparsify"):
-        birds_tf.AdversarialModel(keras.Model(inp, out))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        birds_tf.AdversarialModel(birds_tf.sparsify(keras.Model(inp, out)))
+def test_plain_strided_pointwise_conv_is_routed():
+    """A user's own plain Keras shortcut gets the subsample form inside AdversarialModel: same
+    outputs as Keras' strided convolution, other layers untouched, config unchanged."""
+    inp = keras.Input((9, 9, 3))
+    short = keras.layers.Conv2D(4, 1, strides=2, padding="same", name="shortcut")
+    other = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="other")
+    out = keras.layers.Concatenate()([short(inp), other(inp)])
+    net = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(out)))
+    x = np.random.default_rng(0).random((4, 9, 9, 3), np.float32)
+    before = np.asarray(net(x))
+    config = short.get_config()
+    birds_tf.AdversarialModel(net)
+    assert getattr(short, "_birds_tf_subsampled", False)
+    assert not getattr(other, "_birds_tf_subsampled", False)
+    assert short.get_config() == config
+    np.testing.assert_allclose(np.asarray(net(x)), before, rtol=1e-5, atol=1e-5)

@@ -7,6 +7,7 @@ assigned from a callback in cross-replica context it updates every replica ident
 """
 import math
 import threading
+import types
 
 import keras
 from keras import ops
@@ -67,6 +68,32 @@ class _PointwiseStrideMixin:
             return super().convolution_op(inputs, kernel)
         return ops.conv(subsample(self, inputs), kernel, strides=1, padding=self.padding,
                         dilation_rate=self.dilation_rate, data_format=self.data_format)
+
+
+def _subsampled_convolution_op(layer, inputs, kernel):
+    return ops.conv(subsample(layer, inputs), kernel, strides=1, padding=layer.padding,
+                    dilation_rate=layer.dilation_rate, data_format=layer.data_format)
+
+
+def route_strided_pointwise(net):
+    """Give a model's plain strided 1x1 ``keras.layers.Conv2D`` layers the subsample form.
+
+    The same function (see ``needs_subsampling``), so a user's own model trains through odd
+    batches too; only the instances' ``convolution_op`` is replaced (config, weights and
+    serialization are untouched). Returns the names of the layers that were routed.
+    """
+    flatten = getattr(net, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    routed = []
+    for layer in flatten(include_self=False):
+        if needs_subsampling(layer) and not isinstance(layer, _PointwiseStrideMixin):
+            if not getattr(layer, "_birds_tf_subsampled", False):
+                object.__setattr__(layer, "convolution_op", types.MethodType(
+                    _subsampled_convolution_op, layer))
+                object.__setattr__(layer, "_birds_tf_subsampled", True)
+            routed.append(layer.name)
+    return routed
 
 
 @keras.saving.register_keras_serializable(package="birds_tf")

@@ -6,14 +6,12 @@ it, the same backward pass also yields the dense gradient with respect to every 
 effective kernel (``kernel * mask``), summed over replicas, for gradient-based growth.
 """
 import dataclasses
-import warnings
 
 import keras
 import tensorflow as tf
 
 from birds_tf.attacks import pgd
-from birds_tf.layers.masked import _PointwiseStrideMixin, capture_effective_kernels, \
-    needs_subsampling
+from birds_tf.layers.masked import capture_effective_kernels, route_strided_pointwise
 from birds_tf.sparsity.masks import masked_layers
 
 BN_MODES = ("train", "eval")
@@ -49,23 +47,6 @@ def cross_entropy(y, logits):
         labels=tf.cast(tf.reshape(y, [-1]), tf.int32), logits=tf.cast(logits, tf.float32))
 
 
-def _warn_plain_strided_pointwise(net):
-    """birds-tf's own conv layers run strided 1x1 kernels as subsample + stride 1 (TF 2.21's
-    oneDNN filter gradient of a strided 1x1 convolution crashes on odd batches, see
-    ``layers/masked.py``); a user's plain ``keras.layers.Conv2D`` does not, so name it."""
-    flatten = getattr(net, "_flatten_layers", None)
-    if flatten is None:
-        return
-    plain = [layer.name for layer in flatten(include_self=False)
-             if needs_subsampling(layer) and not isinstance(layer, _PointwiseStrideMixin)]
-    if plain:
-        warnings.warn(
-            f"Plain strided 1x1 Conv2D layers {plain}: TensorFlow's oneDNN CPU kernel for their "
-            "filter gradient can crash the process on odd batches (AVX-512/AMX CPUs). Train "
-            "birds_tf.sparsify(net) instead (its layers avoid that kernel) or use "
-            "birds_tf.layers.Conv2D.", UserWarning, stacklevel=3)
-
-
 @keras.saving.register_keras_serializable(package="birds_tf")
 class AdversarialModel(keras.Model):
     """Wraps a classifier ``net`` (``[0,1]`` images -> logits) with PGD adversarial training."""
@@ -73,7 +54,9 @@ class AdversarialModel(keras.Model):
     def __init__(self, net, train_attack=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.net = net
-        _warn_plain_strided_pointwise(net)
+        # Plain strided 1x1 convs of a user's own model get the subsample form (the same
+        # function; TF 2.21's oneDNN kernel crashes on odd batches, see layers/masked.py).
+        route_strided_pointwise(net)
         self.train_attack = train_attack if train_attack is not None else AttackConfig()
         # The random starts of PGD come from a generator whose state is checkpointed with the
         # trainer (see training/resume.py), so resumed runs repeat uninterrupted ones.
