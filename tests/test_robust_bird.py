@@ -167,7 +167,9 @@ def _spy(monkeypatch):
     def prepare(self, exp, state):
         net, model = original(self, exp, state)
         captured.update(plugin=self, exp=exp, net=net,
-                        weights={v.path: np.array(v.numpy()) for v in net.weights})
+                        weights={v.path: np.array(v.numpy()) for v in net.weights},
+                        optimizer_iterations=int(model.optimizer.iterations.numpy()),
+                        optimizer_built=model.optimizer.built)
         return net, model
 
     monkeypatch.setattr(robust_bird.RobustBird, "prepare", prepare)
@@ -222,6 +224,12 @@ def test_rb_config_runs_both_stages_and_rewinds_to_theta0(tmp_path, tiny_arch, m
     main = cb.read_metrics_csv(str(workdir / "metrics.csv"))
     assert [r["epoch"] for r in main] == [1, 2]              # only the protocol's rows
     assert all(r["density"] == pytest.approx(0.2, abs=1e-3) for r in main)
+    # Stage 2 starts afresh: an unused optimizer (no momentum or iteration count carried over
+    # from stage 1's 3 epochs) and the main schedule from its first value, not stage 1's decayed
+    # one (stage-1 milestone 2 would give 0.01 here; smoke's main milestone 1 gives 0.1, 0.01).
+    assert captured["optimizer_iterations"] == 0 and not captured["optimizer_built"]
+    c = captured["exp"].config
+    assert [r["lr"] for r in main] == pytest.approx([c.lr, c.lr * c.gamma])
     # rewind='init': theta_0 (BN included) on the kept positions, zeros elsewhere.
     _check_ticket(captured, "init")
     np.testing.assert_raises(AssertionError, _check_ticket, captured, "none")
