@@ -12,7 +12,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+
+quiet.start_tensorflow()
 
 ROWS = ("dense", "fb_plus")
 OUT = os.path.join("runs", "demo")

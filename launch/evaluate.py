@@ -13,10 +13,11 @@ Prints attack | robust acc % | n | seconds and writes a JSON report (default
 clean accuracy, eps, the model path, per-attack robust accuracy / n / seconds, the transfer row
 and any sanity-check warnings. Every flag is checked before a model is loaded.
 """
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+
+quiet.start_tensorflow()
 
 from absl import flags  # noqa: E402
 

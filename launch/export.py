@@ -7,10 +7,11 @@ part of the model) and returns logits. ``metadata.json`` (per-layer density, FLO
 config) and ``sparse_weights.npz`` (bit-packed masks + non-zero values) are written inside it.
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+
+quiet.start_tensorflow()
 
 
 def parse_args(argv):

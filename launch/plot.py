@@ -12,7 +12,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+
+quiet.start_tensorflow()
 
 KINDS = ("accuracy", "density", "layer_density", "mask_similarity", "landscape", "gradcam",
          "saliency")

@@ -19,7 +19,9 @@ import json
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+
+quiet.start_tensorflow()
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -7,9 +7,10 @@ r"""Train one experiment from gin configs, TF-Agents ``train_eval`` style.
 Rerunning the same command on a workdir resumes from the last completed epoch; a workdir that
 holds a different config is refused unless --overwrite (which moves the old one aside).
 """
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+
+quiet.start_tensorflow()
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -1,0 +1,36 @@
+"""Keep TensorFlow's C++ start-up lines off the console of the launchers.
+
+TensorFlow 2.21 logs through absl's C++ logger, which writes to stderr before
+``absl::InitializeLog`` is called, so ``TF_CPP_MIN_LOG_LEVEL`` does not hide its start-up lines
+(oneDNN, the CUDA probe and its "failed call to cuInit", which reads like a failure on every
+machine without a GPU). ``start_tensorflow`` imports TensorFlow and Keras and creates the devices
+with stderr captured at the file-descriptor level; the captured text is replayed if anything
+fails there, or shown when ``BIRDS_TF_VERBOSE_STARTUP=1``.
+"""
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def start_tensorflow():
+    """Import TensorFlow and Keras and initialise the devices quietly (no-op once imported)."""
+    if "tensorflow" in sys.modules or os.environ.get("BIRDS_TF_VERBOSE_STARTUP") == "1":
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+            tf.config.list_logical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
