@@ -84,6 +84,8 @@ def test_smoke_table_two_rows_two_seeds_resumes_an_interrupted_run(tmp_path, cap
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 137, proc.stderr[-3000:]
     assert "row dense seed 1: training" in proc.stdout
+    # TensorFlow's C++ start-up lines stay off the console (launch/quiet.py).
+    assert "oneDNN custom operations" not in proc.stderr and "cuInit" not in proc.stderr
     state = json.loads((out / "dense" / "seed1" / "checkpoints" / "resume" /
                         "state.json").read_text())
     assert state["epoch"] == 1 and not (out / "dense" / "seed1" / "results.json").exists()
