@@ -483,3 +483,28 @@ def test_early_bird_mask_ignores_the_fc_layer():
     w = np.abs(conv.kernel.numpy()).ravel()
     threshold = np.sort(w)[int(w.size * 0.7)]  # EarlyBird: thre = sorted(|w|)[int(N * s)]
     np.testing.assert_array_equal(got[conv.name].ravel(), (w > threshold).astype("float32"))
+
+
+@pytest.mark.parametrize("prune_ties", ["threshold", "exact"])
+def test_random_grow_more_grows_the_references_expected_count(prune_ties):
+    # The reference grows each inactive position with probability min(1.05 x, n) / n, so its
+    # expected count is 1.05 x (notes 3.3). Here x = ceil(0.3 * 14) = 5 (distinct magnitudes, no
+    # ties): 5.25 on average, never int(5.25) = 5 every time (grow-more would then do nothing).
+    weights = np.linspace(0.1, 1.4, 14)
+    weights = np.concatenate([weights, np.zeros(26)])
+    mask = (weights > 0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    counts = []
+    for _ in range(4000):
+        new, _, _ = dynamic.update_layer_mask(weights, mask, None, k=0.3, grow_more=True,
+                                              growth="random", rng=rng, prune_ties=prune_ties)
+        counts.append(int(new.sum()) - (14 - 5))
+    counts = np.asarray(counts)
+    assert set(np.unique(counts)) == {5, 6}  # an exact count up to one
+    assert abs(counts.mean() - 5.25) < 0.03, counts.mean()
+    # Without grow-more, exactly the regular count; the capacity cap still holds.
+    new, _, _ = dynamic.update_layer_mask(weights, mask, None, k=0.3, growth="random", rng=rng,
+                                          prune_ties=prune_ties)
+    assert int(new.sum()) == 14
+    assert dynamic.random_grow_more_count(40, 0.05, 41, rng) == 41
+    assert dynamic.random_grow_more_count(20, 0.05, 100, rng) == 21

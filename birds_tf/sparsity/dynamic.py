@@ -7,7 +7,8 @@ active weights and regrows as many inactive ones with the largest dense-gradient
 0.005 over the whole run and updates never stop (official code notes, section 2). Flying Bird+
 watches the robust generalization gap and the validation robust loss once per epoch and, from
 ``t_start`` on, prunes an extra ``ceil(0.4 k nnz)`` and/or grows ``int(1.05 x)`` of the regular
-count (notes, section 3.3: the paper's "0.4% / 0.05%" are these factors).
+count (notes, section 3.3: the paper's "0.4% / 0.05%" are these factors; random growth grows
+``1.05 x`` rounded at random, the reference's expected count).
 
 Paper defaults vs the reference code (``gin/fb_plus_resnet18_official_code.gin``): trigger
 threshold 0.75 vs 0.5 (see ``fb_plus_triggers``); ``prune_ties='exact'`` vs ``'threshold'``
@@ -80,6 +81,22 @@ def update_counts(nnz, numel, k, prune_more=False, grow_more=False, prune_ratio=
     return removed, grown
 
 
+def random_grow_more_count(base, growth_ratio, candidates, rng):
+    """Random growth's grow-more count: ``min(base * (1 + growth_ratio), candidates)`` rounded
+    up with probability equal to its fractional part.
+
+    Why: the reference grows each inactive position with probability ``min(1.05 base, n) / n``
+    (notes 3.3), so its expected count is ``1.05 base`` exactly; ``int(1.05 base)`` would grow
+    less on average and nothing extra at all in layers with ``base < 20``. Gradient growth keeps
+    ``int()``, as the reference's does.
+    """
+    target = min(base * (1.0 + growth_ratio), float(candidates))
+    count = int(math.floor(target))
+    if target - count > 0 and rng.random() < target - count:
+        count += 1
+    return count
+
+
 def _prune_exact(magnitude, mask, removed):
     """Exactly ``removed`` smallest active magnitudes; ties broken by position (lowest first)."""
     score = np.where(mask, magnitude, np.inf)
@@ -135,25 +152,28 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
         return mask.reshape(shape).astype(np.float32), none.reshape(shape), none.reshape(shape)
     removed, grown = update_counts(nnz, numel, k, prune_more, grow_more, prune_ratio,
                                    growth_ratio)
+    base = update_counts(nnz, numel, k)[1]  # the regular growth budget
     magnitude = np.abs(np.asarray(weights, np.float64).reshape(-1)) * mask
     if prune_ties == "exact":
         new_mask = _prune_exact(magnitude, mask, removed)
     else:
-        regular, _ = update_counts(nnz, numel, k)
-        regular_keep = _prune_threshold(magnitude, numel, nnz, regular) & mask
-        dropped = nnz - int(regular_keep.sum())  # the reference's pruned_number
-        grown = dropped
+        regular_keep = _prune_threshold(magnitude, numel, nnz, base) & mask
+        base = nnz - int(regular_keep.sum())  # the reference's pruned_number
+        grown = base
         if grow_more:
-            grown = min(int(dropped * (1.0 + growth_ratio)), numel)
+            grown = min(int(base * (1.0 + growth_ratio)), numel)
         new_mask = (_prune_threshold(magnitude, numel, nnz, removed) & mask if prune_more
                     else regular_keep)
     candidates = np.flatnonzero(~new_mask)
-    grown = min(grown, candidates.size)
     if growth == "gradient":
+        grown = min(grown, candidates.size)
         g = np.abs(np.asarray(grad, np.float64).reshape(-1))[candidates]
         chosen = candidates[np.argsort(-g, kind="stable")[:grown]]
     else:
         rng = rng if rng is not None else np.random.default_rng()
+        if grow_more:
+            grown = random_grow_more_count(base, growth_ratio, candidates.size, rng)
+        grown = min(grown, candidates.size)
         chosen = rng.choice(candidates, size=grown, replace=False)
     new_mask[chosen] = True
     pruned = mask & ~new_mask
