@@ -16,11 +16,10 @@ import importlib.util
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from birds_tf.data import safe_pickle
 from birds_tf.data.errors import DatasetNotFoundError
-from birds_tf.data.source import Source
+from birds_tf.data.source import from_arrays, stratified_split
 
 PACKAGE = "animal_mnist"
 REQUIREMENT = "animal-mnist==0.4"
@@ -84,22 +83,14 @@ def raw_arrays():
 
 def fixed_split():
     """((x_train, y_train), (x_val, y_val), (x_test, y_test)); x uint8 (N, 28, 28, 1)."""
-    from sklearn.model_selection import train_test_split
-
     images, labels, _ = unique_images(*raw_arrays())
     images = images[..., None]
     labels = labels.astype(np.int32)
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        images, labels, test_size=0.2, stratify=labels, random_state=0)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=0)
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+    return stratified_split(images, labels)
 
 
 def load(data_dir=None):
     del data_dir  # shipped inside the animal-mnist package
     train, val, test = fixed_split()
-    ds = lambda xy: tf.data.Dataset.from_tensor_slices(xy)  # noqa: E731
-    return Source(train=ds(train), val=ds(val), test=ds(test), num_train=len(train[1]),
-                  num_val=len(val[1]), num_test=len(test[1]), num_classes=NUM_CLASSES,
-                  input_shape=INPUT_SHAPE, mean=MEAN, std=STD, pad=2, flip=True)
+    return from_arrays(train, val, test, num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE,
+                       mean=MEAN, std=STD, pad=2, flip=True)

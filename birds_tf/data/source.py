@@ -32,3 +32,22 @@ class Source:
     flip: bool
     rotate_degrees: float = 0.0
     decode: Optional[Callable] = None
+
+
+def stratified_split(images, labels):
+    """The embedded datasets' fixed stratified 60/20/20 train/val/test split (seed 0), as
+    ``((x_train, y_train), (x_val, y_val), (x_test, y_test))``."""
+    from sklearn.model_selection import train_test_split
+
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        images, labels, test_size=0.2, stratify=labels, random_state=0)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=0)
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+
+
+def from_arrays(train, val, test, **fields):
+    """A `Source` over in-memory ``(x, y)`` splits."""
+    ds = tf.data.Dataset.from_tensor_slices
+    return Source(train=ds(train), val=ds(val), test=ds(test), num_train=len(train[1]),
+                  num_val=len(val[1]), num_test=len(test[1]), **fields)
