@@ -25,7 +25,10 @@ def start_tensorflow():
         try:
             import keras  # noqa: F401
             import tensorflow as tf
-            tf.config.list_logical_devices()
+            if "TF_CONFIG" not in os.environ:
+                # Creating the devices prints the CUDA probe; skipped for multi-worker runs,
+                # whose MultiWorkerMirroredStrategy must configure collectives before that.
+                tf.config.list_logical_devices()
         except BaseException:
             os.dup2(saved, 2)
             log.seek(0)
