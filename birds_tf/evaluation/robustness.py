@@ -204,8 +204,8 @@ def _workdir_data(path):
     """(dataset, data_dir) of a workdir: its gin config, else results.json's dataset."""
     dataset = data_dir = None
     try:
-        from birds_tf.utils import workdir as workdir_lib
-        cfg = workdir_lib.config(path)
+        from birds_tf.experiment.train_eval import Config  # gin and the trainer: only here
+        cfg = Config.from_workdir(path)
         dataset, data_dir = cfg.dataset, cfg.data_dir
     except Exception:  # no or unreadable config: fall back to results.json
         pass
@@ -477,6 +477,6 @@ def evaluate_path(path, which="best", split="test", dataset=None, data_dir=None,
                   split=None if data is not None else split,
                   data=os.path.abspath(os.fspath(data)) if data is not None else None,
                   **report)
-    from birds_tf.training.callbacks import write_json
+    from birds_tf.utils.records import write_json
     write_json(out, report)
     return report, out

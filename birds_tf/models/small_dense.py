@@ -13,7 +13,7 @@ BASE = (64, 128, 256, 512)
 REFERENCE_SCALES = {0.05: 0.223, 0.10: 0.316, 0.20: 0.448, 0.60: 0.775, 0.80: 0.895}
 
 
-def _kernel_params(widths, in_channels, num_classes):
+def kernel_params(widths, in_channels, num_classes):
     """Conv + linear weights of a PreActResNet-18 with the given stage widths."""
     total = 9 * in_channels * widths[0]
     cin = widths[0]
@@ -33,17 +33,17 @@ def widths_for_density(density, in_channels=3, num_classes=10):
     for known, scale in REFERENCE_SCALES.items():
         if abs(density - known) < 1e-9:
             return tuple(int(round(w * scale)) for w in BASE)
-    target = density * _kernel_params(BASE, in_channels, num_classes)
+    target = density * kernel_params(BASE, in_channels, num_classes)
     lo, hi = 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
         widths = tuple(max(1, int(round(w * mid))) for w in BASE)
-        if _kernel_params(widths, in_channels, num_classes) < target:
+        if kernel_params(widths, in_channels, num_classes) < target:
             lo = mid
         else:
             hi = mid
     best = min(({tuple(max(1, int(round(w * s))) for w in BASE) for s in (lo, hi)}),
-               key=lambda ws: abs(_kernel_params(ws, in_channels, num_classes) - target))
+               key=lambda ws: abs(kernel_params(ws, in_channels, num_classes) - target))
     return best
 
 

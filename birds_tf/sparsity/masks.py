@@ -3,7 +3,6 @@
 Every function takes a model (or a list of layers) so the same helpers serve the callbacks,
 the static pruners, the FLOPs counter and the exporter.
 """
-import os
 
 import numpy as np
 
@@ -15,14 +14,15 @@ def masked_layers(model):
     """All masked layers of ``model``, in a stable order (depth-first, as Keras lists them)."""
     layers = []
     seen = set()
-    for layer in _walk(model):
+    for layer in walk_layers(model):
         if isinstance(layer, MASKED_LAYER_TYPES) and id(layer) not in seen:
             seen.add(id(layer))
             layers.append(layer)
     return layers
 
 
-def _walk(layer):
+def walk_layers(layer):
+    """``layer`` and every layer nested in it, depth-first (sub-models included)."""
     yield layer
     for sub in getattr(layer, "_flatten_layers", lambda **_: [])(include_self=False,
                                                                   recursive=True):
@@ -135,28 +135,3 @@ def assign_mask_and_reset(layer, mask, keep, optimizer=None):
     except ValueError:
         return
     buf.assign(np.asarray(buf.numpy()) * keep)
-
-
-def save_mask_file(path, masks):
-    """``{layer: 0/1 array}`` as a compressed npz of bit-packed masks (1 bit per weight)."""
-    payload = {}
-    for name, mask in masks.items():
-        mask = np.asarray(mask)
-        payload[name] = np.packbits(mask.reshape(-1) > 0)
-        payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **payload)
-    os.replace(tmp, path)
-
-
-def load_mask_file(path):
-    """The ``{layer: float32 0/1 array}`` written by ``save_mask_file``."""
-    with np.load(path) as data:
-        out = {}
-        for key in data.files:
-            if key.endswith(":shape"):
-                continue
-            shape = tuple(int(d) for d in data[key + ":shape"])
-            bits = np.unpackbits(data[key], count=int(np.prod(shape)))
-            out[key] = bits.reshape(shape).astype(np.float32)
-    return out

@@ -34,28 +34,21 @@ from birds_tf import models as models_lib
 from birds_tf.models import small_dense as small_dense_lib
 from birds_tf.sparsity import distributions, gradual, magnitude, scorers
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import methods, resume, stages
-from birds_tf.training.callbacks import write_json
+from birds_tf.experiment import method, stages
+from birds_tf.metrics.flop_count import MethodCosts, PreStage
+from birds_tf.training import resume
+from birds_tf.utils import checks
+from birds_tf.utils.records import write_json
 
 
-def _require_sparsity(config):
-    if not config.sparsity > 0:
-        raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
-                         f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
-
-
-def _check_int(name, value, minimum):
-    return stages.check_epochs(name, value, minimum)
-
-
-class StaticMask(methods.Method):
+class StaticMask(method.Method):
     """Base: choose the mask once in ``make_masks``, then train it with the plain PGD-AT stage."""
 
     sparse = True
 
     def __init__(self, config):
         super().__init__(config)
-        _require_sparsity(config)
+        checks.target_sparsity(config)
         self.info = None
 
     @property
@@ -190,14 +183,12 @@ class PruneAtInit(StaticMask):
         if scorer not in scorers.SCORERS:
             raise ValueError(f"Unknown scorer {scorer!r}; allowed: {list(scorers.SCORERS)}.")
         if rounds is not None:
-            if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or \
-                    rounds < 1:
-                raise ValueError(f"{scorer} rounds must be an integer >= 1, got {rounds!r}.")
+            checks.integer(f"{scorer} rounds", rounds, 1)
         if schedule not in scorers.SCHEDULES:
             raise ValueError(f"Unknown pruning schedule {schedule!r}; allowed: "
                              f"{list(scorers.SCHEDULES)}.")
-        _check_int("samples_per_class", samples_per_class, 1)
-        _check_int("batch_size", batch_size, 2)
+        checks.integer("samples_per_class", samples_per_class, 1)
+        checks.integer("batch_size", batch_size, 2)
         if not float(temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         self.scorer = scorer
@@ -258,8 +249,7 @@ class SynFlow(PruneAtInit):
     name = "synflow"
 
     def __init__(self, config, rounds=100, schedule="exponential", seed=None):
-        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-            raise ValueError(f"SynFlow rounds must be an integer >= 1, got {rounds!r}.")
+        checks.integer("SynFlow rounds", rounds, 1)
         super().__init__(config, scorer="synflow", rounds=rounds, schedule=schedule, seed=seed)
 
 
@@ -284,8 +274,8 @@ class OMP(StaticMask):
                  pretrain_milestones=(100, 150), pretrain_lr=None, pretrain_robust_eval=False):
         super().__init__(config)
         self.pretrain = stages.check_mode(pretrain, "pretrain")
-        self.pretrain_epochs = stages.check_epochs("pretrain_epochs", pretrain_epochs)
-        self.pretrain_milestones = stages.check_milestones(
+        self.pretrain_epochs = checks.integer("pretrain_epochs", pretrain_epochs)
+        self.pretrain_milestones = checks.milestones(
             "pretrain", pretrain_milestones, self.pretrain_epochs, "pretrain_epochs")
         if pretrain_lr is not None and not pretrain_lr > 0:
             raise ValueError(f"pretrain_lr must be > 0, got {pretrain_lr!r}.")
@@ -308,7 +298,7 @@ class OMP(StaticMask):
 
     def describe(self, exp, net):
         last = self._rows[-1] if self._rows else {}
-        # stage1_* are the pre-stage keys the FLOPs accounting reads (dense training).
+        # stage1_* name the dense pre-stage in results.json (``costs`` hands them to FLOPs).
         out = {"pretrain": self.pretrain, "pretrain_epochs": len(self._rows),
                "stage1_epochs_run": len(self._rows),
                "stage1_pgd_steps": stages.attack_steps(self.pretrain, self.config),
@@ -317,12 +307,17 @@ class OMP(StaticMask):
             out["pretrain_final_val_ra"] = last["val_ra"]
         return out
 
+    def costs(self, exp, model):
+        info = self.results(exp, model)
+        return MethodCosts(PreStage(info.get("stage1_epochs_run", 0),
+                                    info.get("stage1_pgd_steps", 0)))
+
 
 # ---------------------------------------------------------------------------------------------
 # Small Dense
 
 @gin.configurable
-class SmallDense(methods.Method):
+class SmallDense(method.Method):
     """``method='small_dense'``: a narrowed PreActResNet-18 with ~``1 - s`` of its weights.
 
     Trained densely (no masks set); ``results.json`` reports ``param_equivalent_sparsity`` =
@@ -335,7 +330,7 @@ class SmallDense(methods.Method):
 
     def __init__(self, config):
         super().__init__(config)
-        _require_sparsity(config)
+        checks.target_sparsity(config)
         if config.arch not in self.ARCHS:
             raise ValueError(f"small_dense narrows a PreActResNet-18; train_eval.arch must be one "
                              f"of {self.ARCHS}, got {config.arch!r}.")
@@ -370,7 +365,7 @@ def small_dense_report(net, config, splits):
     small = sum(int(np.prod(layer.kernel.shape)) for layer in masks_lib.masked_layers(net))
     width = config.arch_kwargs.get("width", 64)
     full_widths = tuple(int(round(width * m)) for m in (1, 2, 4, 8))
-    full = small_dense_lib._kernel_params(full_widths, splits.input_shape[-1], splits.num_classes)
+    full = small_dense_lib.kernel_params(full_widths, splits.input_shape[-1], splits.num_classes)
     return {"small_dense_params": small, "dense_params": full,
             "param_equivalent_sparsity": 1.0 - small / full,
             "param_equivalent_density": small / full}
@@ -380,7 +375,7 @@ def small_dense_report(net, config, splits):
 # gradual magnitude pruning
 
 @gin.configurable
-class GMP(methods.Method):
+class GMP(method.Method):
     """``method='gmp'``: PGD-AT with tfmot-style gradual magnitude pruning (per layer).
 
     The schedule runs from ``begin_step`` to ``end_step`` (default: the last pruning step at or
@@ -395,13 +390,13 @@ class GMP(methods.Method):
     def __init__(self, config, schedule="polynomial", initial_sparsity=0.0, power=3,
                  begin_step=0, end_step=None, end_fraction=0.75, frequency=100):
         super().__init__(config)
-        _require_sparsity(config)
+        checks.target_sparsity(config)
         if schedule not in gradual.SCHEDULES:
             raise ValueError(f"Unknown GMP schedule {schedule!r}; allowed: {gradual.SCHEDULES}.")
-        _check_int("frequency", frequency, 1)
-        _check_int("begin_step", begin_step, 0)
+        checks.integer("frequency", frequency, 1)
+        checks.integer("begin_step", begin_step, 0)
         if end_step is not None:
-            _check_int("end_step", end_step, begin_step)
+            checks.integer("end_step", end_step, begin_step)
         if not 0.0 < float(end_fraction) <= 1.0:
             raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction!r}.")
         if not 0.0 <= float(initial_sparsity) < 1.0:
@@ -435,9 +430,7 @@ class GMP(methods.Method):
 
     def callbacks(self, exp, model, state):
         self.callback = gradual.GradualMagnitudePruning(self.schedule)
-        saved = resume.callback_state(state, self.callback)
-        if saved is not None:
-            self.callback.set_state(saved)
+        resume.restore_callback(state, self.callback)
         return [self.callback]
 
     def results(self, exp, model):

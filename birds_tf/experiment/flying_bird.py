@@ -1,17 +1,23 @@
 """Flying Bird and Flying Bird+ as ``train_eval`` methods: a random sparse init with a layer-wise
-budget (IGQ by default, paper Section 4), then PGD-AT with the ``DynamicSparsity`` callback.
+budget (IGQ by default, paper Section 4), then PGD-AT with the ``DynamicSparsity`` callback
+(``birds_tf.sparsity.flying_bird``), whose knobs gin binds as ``DynamicSparsity.*``.
 """
 import gin
 
+from birds_tf.experiment import method
+from birds_tf.metrics.flop_count import MaskUpdates, MethodCosts
 from birds_tf.sparsity import distributions
-from birds_tf.sparsity.dynamic import DynamicSparsity
-from birds_tf.training import methods, resume
+from birds_tf.sparsity import flying_bird as flying_bird_lib
+from birds_tf.training import resume
+from birds_tf.utils import checks
 
+# The mask-update callback with gin bindings applied; ``birds_tf.DynamicSparsity`` stays gin-free.
+DynamicSparsity = gin.external_configurable(flying_bird_lib.DynamicSparsity, "DynamicSparsity")
 DISTRIBUTIONS = ("igq", "erk", "er", "uniform", "snip")
 
 
 @gin.configurable
-class FlyingBird(methods.Method):
+class FlyingBird(method.Method):
     name = "fb"
     sparse = True
     plus = False
@@ -21,15 +27,16 @@ class FlyingBird(methods.Method):
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f"Unknown sparsity distribution {distribution!r}; allowed: "
                              f"{DISTRIBUTIONS}.")
-        if not config.sparsity > 0:
-            raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
-                             f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
-        # Build the callback once now so a bad gin binding fails before any data or model work.
-        DynamicSparsity(plus=self.plus)
+        checks.target_sparsity(config)
+        # Built once, here, so a bad DynamicSparsity binding fails before any data or model work.
+        self.callback = DynamicSparsity(plus=self.plus)
+        if self.callback.seed is None:
+            # Random growth must differ across runs: unless bound, its seed is the run's.
+            self.callback.set_seed(config.seed)
         self.distribution = distribution
         self.init_seed = config.seed if init_seed is None else init_seed
         self.snip_batches = snip_batches
-        self.callback = None
+        self._running = False
 
     def prepare(self, exp, state):
         net = exp.build_net()
@@ -41,19 +48,19 @@ class FlyingBird(methods.Method):
         return net, exp.make_trainer(net)
 
     def callbacks(self, exp, model, state):
-        self.callback = DynamicSparsity(plus=self.plus)
-        if self.callback.seed is None:
-            # Random growth must differ across runs: unless bound, its seed is the run's.
-            self.callback.set_seed(self.config.seed)
-        saved = resume.callback_state(state, self.callback)
-        if saved is not None:
-            self.callback.set_state(saved)
-        return [self.callback]
+        self._running = True
+        return [resume.restore_callback(state, self.callback)]
+
+    def costs(self, exp, model):
+        if not self._running:
+            return MethodCosts()
+        return MethodCosts(mask_updates=MaskUpdates(tuple(self.callback.events),
+                                                    self.callback.growth == "gradient"))
 
     def results(self, exp, model):
-        cb = self.callback
-        if cb is None:
+        if not self._running:
             return {}
+        cb = self.callback
         return {"distribution": self.distribution, "mask_updates": cb.updates,
                 "delta_t": cb.delta_t, "delta_t_late": cb.delta_t_late, "growth": cb.growth,
                 "growth_seed": cb.seed, "prune_ties": cb.prune_ties,
@@ -65,4 +72,3 @@ class FlyingBird(methods.Method):
 class FlyingBirdPlus(FlyingBird):
     name = "fb_plus"
     plus = True
-

@@ -21,11 +21,11 @@ momentum assignments reach every replica identically.
 import collections
 import math
 
-import gin
 import keras
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils.checks import integer as _check_int
 
 GROWTH_MODES = ("gradient", "random")
 PRUNE_TIES = ("exact", "threshold")
@@ -186,7 +186,6 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
             restart.reshape(shape))
 
 
-@gin.configurable
 class DynamicSparsity(keras.callbacks.Callback):
     """Flying Bird (``plus=False``) or Flying Bird+ (``plus=True``) mask updates during ``fit``.
 
@@ -393,8 +392,3 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.updates = int(state["updates"])
         self.t_start = state.get("t_start", self.t_start)
         self._rng.bit_generator.state = state["rng"]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

@@ -26,12 +26,15 @@ import numpy as np
 
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import evaluation, methods, resume, stages
-from birds_tf.training.callbacks import write_json
+from birds_tf.experiment import method, stages
+from birds_tf.metrics.flop_count import MethodCosts, PreStage, SparseFineTune
+from birds_tf.training import epoch_eval, resume
+from birds_tf.utils import checks
+from birds_tf.utils.records import write_json
 
 
 @gin.configurable
-class InverseWeightsInheritance(methods.Method):
+class InverseWeightsInheritance(method.Method):
     """``method='iwi'``."""
 
     name = "iwi"
@@ -48,11 +51,11 @@ class InverseWeightsInheritance(methods.Method):
         if not ok:
             raise ValueError(f"prune_sparsity must be in (0, 1), got {prune_sparsity!r}.")
         self.prune_sparsity = float(prune_sparsity)
-        self.dense_epochs = stages.check_epochs("dense_epochs", dense_epochs)
-        self.dense_milestones = stages.check_milestones("dense", dense_milestones,
+        self.dense_epochs = checks.integer("dense_epochs", dense_epochs)
+        self.dense_milestones = checks.milestones("dense", dense_milestones,
                                                         self.dense_epochs, "dense_epochs")
-        self.finetune_epochs = stages.check_epochs("finetune_epochs", finetune_epochs)
-        self.finetune_milestones = stages.check_milestones(
+        self.finetune_epochs = checks.integer("finetune_epochs", finetune_epochs)
+        self.finetune_milestones = checks.milestones(
             "finetune", finetune_milestones, self.finetune_epochs, "finetune_epochs")
         if not finetune_lr > 0:
             raise ValueError(f"finetune_lr must be > 0, got {finetune_lr!r}.")
@@ -81,7 +84,7 @@ class InverseWeightsInheritance(methods.Method):
                                             self.finetune_milestones, self.finetune_lr)
         stages.run_pre_stage(exp, trainer, self.finetune_epochs, None, "finetune", log=log)
         self.sparse_net = dense
-        test = evaluation.SplitEvaluator(dense, self.config.eval_attack(), exp.strategy,
+        test = epoch_eval.SplitEvaluator(dense, self.config.eval_attack(), exp.strategy,
                                          self.config.seed)(exp.splits.test)
         net = inherit_inverse(dense, exp.build_net())
         self.info = {"prune_sparsity": self.prune_sparsity,
@@ -106,6 +109,15 @@ class InverseWeightsInheritance(methods.Method):
                 self.info = json.load(f)
         return dict(self.info or {})
 
+    def costs(self, exp, model):
+        info = self.results(exp, model)
+        if not info:
+            return MethodCosts()
+        return MethodCosts(PreStage(info["stage1_epochs_run"], info["stage1_pgd_steps"]),
+                           SparseFineTune(info["finetune_epochs_run"],
+                                          info["finetune_pgd_steps"],
+                                          info["finetune_densities"]))
+
 
 def inherit_inverse(sparse_net, dense_net):
     """``dense_net`` takes every value of ``sparse_net`` (kernels as ``kernel * mask``, so exact
@@ -118,7 +130,6 @@ def inherit_inverse(sparse_net, dense_net):
 
 
 def _nonzero_fraction(net):
-    import numpy as np
     nz = total = 0
     for layer in masks_lib.masked_layers(net):
         k = np.asarray(layer.kernel.numpy())

@@ -5,26 +5,29 @@ Plug-ins register by name with a lazy "module:Class" path so importing the regis
 """
 import importlib
 
+from birds_tf.metrics.flop_count import MethodCosts
+
 _REGISTRY = {
-    "dense": "birds_tf.training.methods:Dense",
-    "fb": "birds_tf.training.flying_bird:FlyingBird",
-    "fb_plus": "birds_tf.training.flying_bird:FlyingBirdPlus",
-    "rb": "birds_tf.training.robust_bird:RobustBird",
-    "random": "birds_tf.training.static_pruning:RandomPruning",
-    "igq": "birds_tf.training.static_pruning:IGQPruning",
-    "erk": "birds_tf.training.static_pruning:ERKPruning",
-    "omp": "birds_tf.training.static_pruning:OMP",
-    "prune_at_init": "birds_tf.training.static_pruning:PruneAtInit",
-    "snip": "birds_tf.training.static_pruning:SNIP",
-    "grasp": "birds_tf.training.static_pruning:GraSP",
-    "synflow": "birds_tf.training.static_pruning:SynFlow",
-    "small_dense": "birds_tf.training.static_pruning:SmallDense",
-    "gmp": "birds_tf.training.static_pruning:GMP",
-    "iwi": "birds_tf.training.iwi:InverseWeightsInheritance",
+    "dense": "birds_tf.experiment.method:Dense",
+    "fb": "birds_tf.experiment.flying_bird:FlyingBird",
+    "fb_plus": "birds_tf.experiment.flying_bird:FlyingBirdPlus",
+    "rb": "birds_tf.experiment.robust_bird:RobustBird",
+    "random": "birds_tf.experiment.static_pruning:RandomPruning",
+    "igq": "birds_tf.experiment.static_pruning:IGQPruning",
+    "erk": "birds_tf.experiment.static_pruning:ERKPruning",
+    "omp": "birds_tf.experiment.static_pruning:OMP",
+    "prune_at_init": "birds_tf.experiment.static_pruning:PruneAtInit",
+    "snip": "birds_tf.experiment.static_pruning:SNIP",
+    "grasp": "birds_tf.experiment.static_pruning:GraSP",
+    "synflow": "birds_tf.experiment.static_pruning:SynFlow",
+    "small_dense": "birds_tf.experiment.static_pruning:SmallDense",
+    "gmp": "birds_tf.experiment.static_pruning:GMP",
+    "iwi": "birds_tf.experiment.iwi:InverseWeightsInheritance",
 }
 
 
 def register(name, target):
+    """Add a plug-in: ``target`` is ``"module:Class"``, imported on first use."""
     _REGISTRY[name] = target
 
 
@@ -60,7 +63,13 @@ class Method:
         return []
 
     def results(self, exp, model):
+        """Method-specific ``results.json`` fields (settings, tickets, events)."""
         return {}
+
+    def costs(self, exp, model):
+        """The ``MethodCosts`` (pre-stages, fine-tuning, mask updates) the FLOPs accounting
+        adds to the main run; called after ``results``."""
+        return MethodCosts()
 
 
 class Dense(Method):
