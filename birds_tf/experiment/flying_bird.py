@@ -13,7 +13,6 @@ from birds_tf.utils import checks
 
 # The mask-update callback with gin bindings applied; ``birds_tf.DynamicSparsity`` stays gin-free.
 DynamicSparsity = gin.external_configurable(flying_bird_lib.DynamicSparsity, "DynamicSparsity")
-DISTRIBUTIONS = ("igq", "erk", "er", "uniform", "snip")
 
 
 @gin.configurable
@@ -24,9 +23,9 @@ class FlyingBird(method.Method):
 
     def __init__(self, config, distribution="igq", init_seed=None, snip_batches=1):
         super().__init__(config)
-        if distribution not in DISTRIBUTIONS:
+        if distribution not in distributions.DISTRIBUTIONS:
             raise ValueError(f"Unknown sparsity distribution {distribution!r}; allowed: "
-                             f"{DISTRIBUTIONS}.")
+                             f"{distributions.DISTRIBUTIONS}.")
         checks.target_sparsity(config)
         # Built once, here, so a bad DynamicSparsity binding fails before any data or model work.
         self.callback = DynamicSparsity(plus=self.plus)

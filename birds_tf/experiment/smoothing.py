@@ -63,7 +63,8 @@ class KnowledgeDistillation:
             raise ValueError(f"KnowledgeDistillation.temperature must be > 0, got "
                              f"{self.temperature!r}.")
         for role in self._roles():
-            distillation.resolve_teacher_path(getattr(self, role), getattr(self, role + "_checkpoint"), role)
+            distillation.resolve_teacher_path(getattr(self, role),
+                                              getattr(self, role + "_checkpoint"), role)
         return self
 
     def _roles(self):
@@ -75,8 +76,9 @@ class KnowledgeDistillation:
         weights = {"teacher_std": self.std_weight, "teacher_adv": self.adv_weight}
         self.teachers = {}
         for role in self._roles():
-            teacher = distillation.load_teacher(getattr(self, role), getattr(self, role + "_checkpoint"),
-                                   role, strategy)
+            teacher = distillation.load_teacher(getattr(self, role),
+                                                getattr(self, role + "_checkpoint"),
+                                                role, strategy)
             distillation.check_teacher(teacher, splits.num_classes, splits.input_shape, role)
             self.teachers[role] = teacher
         return [(self.teachers[r], weights[r]) for r in self._roles()]

@@ -109,12 +109,12 @@ class RandomPruning(StaticMask):
     def __init__(self, config, distribution=None, init_seed=None):
         super().__init__(config)
         distribution = distribution or self.default_distribution
-        allowed = tuple(d for d in distributions.METHODS if d != "snip")
+        allowed = tuple(d for d in distributions.DISTRIBUTIONS if d != "snip")
         if distribution not in allowed:
             raise ValueError(f"Unknown sparsity distribution {distribution!r}; allowed: "
                              f"{allowed}.")
         self.distribution = distribution
-        self.init_seed = distributions.check_seed(config.seed if init_seed is None
+        self.init_seed = checks.seed(config.seed if init_seed is None
                                                   else init_seed)
 
     def make_masks(self, exp):
@@ -184,9 +184,9 @@ class PruneAtInit(StaticMask):
             raise ValueError(f"Unknown scorer {scorer!r}; allowed: {list(scorers.SCORERS)}.")
         if rounds is not None:
             checks.integer(f"{scorer} rounds", rounds, 1)
-        if schedule not in scorers.SCHEDULES:
+        if schedule not in scorers.ROUND_SCHEDULES:
             raise ValueError(f"Unknown pruning schedule {schedule!r}; allowed: "
-                             f"{list(scorers.SCHEDULES)}.")
+                             f"{list(scorers.ROUND_SCHEDULES)}.")
         checks.integer("samples_per_class", samples_per_class, 1)
         checks.integer("batch_size", batch_size, 2)
         if not float(temperature) > 0:
@@ -197,7 +197,7 @@ class PruneAtInit(StaticMask):
         self.samples_per_class = int(samples_per_class)
         self.batch_size = int(batch_size)
         self.temperature = float(temperature)
-        self.seed = distributions.check_seed(config.seed if seed is None else seed)
+        self.seed = checks.seed(config.seed if seed is None else seed)
 
     def make_masks(self, exp):
         net = exp.build_net()
@@ -391,8 +391,9 @@ class GMP(method.Method):
                  begin_step=0, end_step=None, end_fraction=0.75, frequency=100):
         super().__init__(config)
         checks.target_sparsity(config)
-        if schedule not in gradual.SCHEDULES:
-            raise ValueError(f"Unknown GMP schedule {schedule!r}; allowed: {gradual.SCHEDULES}.")
+        if schedule not in gradual.GMP_SCHEDULES:
+            raise ValueError(f"Unknown GMP schedule {schedule!r}; allowed: "
+                             f"{gradual.GMP_SCHEDULES}.")
         checks.integer("frequency", frequency, 1)
         checks.integer("begin_step", begin_step, 0)
         if end_step is not None:

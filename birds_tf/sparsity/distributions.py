@@ -8,13 +8,15 @@ Densities are kept fractions (1 = dense). Everything keyed by layer name uses th
 ``masks.masked_layers(model)``.
 """
 import math
-import zlib
 
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.sparsity import scorers
+from birds_tf.utils.checks import seed as check_seed
+from birds_tf.utils.seeds import layer_seed
 
-METHODS = ("igq", "erk", "er", "uniform", "snip")
+DISTRIBUTIONS = ("igq", "erk", "er", "uniform", "snip")
 
 # Bisection bounds of the reference IGQ (`bs_force_igq(..., f_low=0, f_high=1e20)`).
 _IGQ_F_HIGH = 1e20
@@ -170,8 +172,6 @@ def snip_densities(model, density, data):
     prune-loop's ``N - int((1 - D) * N)``; ties are broken by position (earlier layer, then
     earlier flat index, kept first) so the count is exact and the result deterministic.
     """
-    from birds_tf.sparsity import scorers  # scorers needs the model machinery; import lazily
-
     density = masks_lib.validate_density(density)
     scores = scorers.snip_scores(model, data)
     names = list(scores)
@@ -190,9 +190,9 @@ def snip_densities(model, density, data):
 
 
 def layer_densities(model, density, method, data=None):
-    """``{masked layer name: density}`` for one of :data:`METHODS`."""
-    if method not in METHODS:
-        raise ValueError(f"Unknown sparse-init method {method!r}; allowed: {list(METHODS)}.")
+    """``{masked layer name: density}`` for one of :data:`DISTRIBUTIONS`."""
+    if method not in DISTRIBUTIONS:
+        raise ValueError(f"Unknown sparse-init method {method!r}; allowed: {list(DISTRIBUTIONS)}.")
     density = masks_lib.validate_density(density)
     if method == "snip":
         if data is None:
@@ -217,17 +217,6 @@ def pruned_count(density, n):
     if abs(raw - nearest) <= 1e-9 * max(1, int(n)):
         return int(nearest)
     return int(raw)
-
-
-def layer_seed(seed, name):
-    """Per-layer random stream that is stable across processes (``hash()`` is salted)."""
-    return [int(seed), zlib.crc32(str(name).encode("utf-8"))]
-
-
-def check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
 
 
 def random_mask_arrays(shapes, densities, seed):

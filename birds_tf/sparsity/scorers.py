@@ -19,10 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.sparsity.distributions import check_seed, layer_seed
+from birds_tf.utils.checks import seed as check_seed
+from birds_tf.utils.seeds import layer_seed
 
 SCORERS = ("snip", "grasp", "synflow", "magnitude", "random")
-SCHEDULES = ("exponential", "linear")
+ROUND_SCHEDULES = ("exponential", "linear")
 GRASP_EPS = 1e-10
 
 
@@ -271,8 +272,8 @@ def prune_at_init(model, density, scorer, batches=None, rounds=None, schedule="e
         rounds = 100 if scorer == "synflow" else 1
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}.")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {schedule!r}; allowed: {list(SCHEDULES)}.")
+    if schedule not in ROUND_SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}; allowed: {list(ROUND_SCHEDULES)}.")
     seed = check_seed(seed)
     if scorer in ("snip", "grasp"):
         batches = _as_batches(batches, f"prune_at_init(scorer={scorer!r})")

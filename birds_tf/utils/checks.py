@@ -50,3 +50,10 @@ def target_sparsity(config):
         raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
                          f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
     return float(config.sparsity)
+
+
+def seed(value):
+    """A random seed: an integer >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {value!r}.")
+    return int(value)
