@@ -18,8 +18,6 @@ attack) as ``stage_a_test_sa`` / ``stage_a_test_ra``. The main network is dense:
 takes no ``train_eval.sparsity`` (the prune ratio is ``prune_sparsity``). Stage A is not
 checkpointed; a crash during it restarts it on resume.
 """
-import json
-import os
 
 import gin
 import numpy as np
@@ -27,10 +25,9 @@ import numpy as np
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.experiment import method, stages
-from birds_tf.metrics.flop_count import MethodCosts, PreStage, SparseFineTune
+from birds_tf.metrics.flop_count import MethodCosts, SparseFineTune
 from birds_tf.training import epoch_eval, resume
 from birds_tf.utils import checks
-from birds_tf.utils.records import write_json
 
 
 @gin.configurable
@@ -60,16 +57,11 @@ class InverseWeightsInheritance(method.Method):
         if not finetune_lr > 0:
             raise ValueError(f"finetune_lr must be > 0, got {finetune_lr!r}.")
         self.finetune_lr = float(finetune_lr)
-        self.info = None
         self.sparse_net = None
-
-    def _info_path(self, exp):
-        return exp.path("iwi_stage_a.json")
 
     def prepare(self, exp, state):
         if resume.in_main_stage(state):
-            with open(self._info_path(exp)) as f:
-                self.info = json.load(f)
+            self.load_info(exp)
             net = exp.build_net()
             return net, exp.make_trainer(net)
         dense = exp.build_net()
@@ -87,7 +79,7 @@ class InverseWeightsInheritance(method.Method):
         test = epoch_eval.SplitEvaluator(dense, self.config.eval_attack(), exp.strategy,
                                          self.config.seed)(exp.splits.test)
         net = inherit_inverse(dense, exp.build_net())
-        self.info = {"prune_sparsity": self.prune_sparsity,
+        self.save_info(exp, {"prune_sparsity": self.prune_sparsity,
                      "stage_a_sparsity": 1.0 - masks_lib.global_density(dense),
                      "stage_a_test_sa": test["sa"], "stage_a_test_ra": test["ra"],
                      "dense_epochs": self.dense_epochs, "finetune_epochs": self.finetune_epochs,
@@ -99,21 +91,14 @@ class InverseWeightsInheritance(method.Method):
                      "finetune_densities": {layer.name: float(np.mean(layer.mask.numpy()))
                                             for layer in masks_lib.masked_layers(dense)},
                      "finetune_lr": self.finetune_lr,
-                     "inherited_nonzero_fraction": _nonzero_fraction(net)}
-        write_json(self._info_path(exp), self.info)
+                     "inherited_nonzero_fraction": _nonzero_fraction(net)})
         return net, exp.make_trainer(net)
 
-    def results(self, exp, model):
-        if self.info is None and os.path.exists(self._info_path(exp)):
-            with open(self._info_path(exp)) as f:
-                self.info = json.load(f)
-        return dict(self.info or {})
-
     def costs(self, exp, model):
-        info = self.results(exp, model)
+        info = self.load_info(exp)
         if not info:
             return MethodCosts()
-        return MethodCosts(PreStage(info["stage1_epochs_run"], info["stage1_pgd_steps"]),
+        return MethodCosts(method.pre_stage_costs(info).pre_stage,
                            SparseFineTune(info["finetune_epochs_run"],
                                           info["finetune_pgd_steps"],
                                           info["finetune_densities"]))

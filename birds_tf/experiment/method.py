@@ -4,8 +4,10 @@ PGD-AT run needs, and what it adds to ``results.json``.
 Plug-ins register by name with a lazy "module:Class" path so importing the registry stays cheap.
 """
 import importlib
+import os
 
-from birds_tf.metrics.flop_count import MethodCosts
+from birds_tf.metrics.flop_count import MethodCosts, PreStage
+from birds_tf.utils import records
 
 _REGISTRY = {
     "dense": "birds_tf.experiment.method:Dense",
@@ -47,9 +49,14 @@ class Method:
 
     name = "base"
     sparse = False
+    # A plug-in whose preparation leaves a JSON record in the workdir (``stage1.json``, ...)
+    # names it here: ``results`` returns it, and a resumed run reads it back instead of
+    # repeating the pre-stage.
+    info_file = None
 
     def __init__(self, config):
         self.config = config
+        self.info = None
         if not self.sparse and config.sparsity:
             raise ValueError(f"Method {config.method!r} trains a dense model; target sparsity "
                              f"must be 0, got {config.sparsity!r}.")
@@ -62,9 +69,19 @@ class Method:
     def callbacks(self, exp, model, state):
         return []
 
+    def save_info(self, exp, info):
+        self.info = dict(info)
+        records.write_json(exp.path(self.info_file), self.info)
+
+    def load_info(self, exp):
+        """The record (read from the workdir when this process did not make it); ``{}``."""
+        if self.info is None and self.info_file and os.path.exists(exp.path(self.info_file)):
+            self.info = records.read_json(exp.path(self.info_file))
+        return dict(self.info or {})
+
     def results(self, exp, model):
         """Method-specific ``results.json`` fields (settings, tickets, events)."""
-        return {}
+        return self.load_info(exp)
 
     def costs(self, exp, model):
         """The ``MethodCosts`` (pre-stages, fine-tuning, mask updates) the FLOPs accounting
@@ -74,3 +91,9 @@ class Method:
 
 class Dense(Method):
     name = "dense"
+
+
+def pre_stage_costs(info):
+    """The dense pre-stage a plug-in's record names (``stage1_epochs_run``, ``stage1_pgd_steps``,
+    the ``results.json`` keys) as ``MethodCosts``."""
+    return MethodCosts(PreStage(info.get("stage1_epochs_run", 0), info.get("stage1_pgd_steps", 0)))

@@ -32,20 +32,16 @@ against each of the older ones.
 If no ticket emerges within ``stage1_epochs``, the last epoch's weights give the ticket and
 ``results.json`` says ``ticket_found: false``.
 """
-import json
 import logging
-import os
 
 import gin
 
 from birds_tf.experiment import method, stages
-from birds_tf.metrics.flop_count import MethodCosts, PreStage
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.sparsity.early_bird import COMPARISONS, EarlyBirdDetector, MaskQueue
 from birds_tf.training import resume
 from birds_tf.utils import checks
-from birds_tf.utils.records import write_json
 
 REWINDS = ("init", "none")
 
@@ -56,6 +52,7 @@ class RobustBird(method.Method):
 
     name = "rb"
     sparse = True
+    info_file = "stage1.json"
 
     def __init__(self, config, stage1="sgd", stage1_epochs=200, stage1_milestones=(50, 150),
                  stage1_lr=None, fast_peak_lr=0.2, tau=0.1, comparison="<", queue_length=5,
@@ -95,19 +92,14 @@ class RobustBird(method.Method):
             raise ValueError(f"Unknown rewind {rewind!r}; allowed: {REWINDS} ('init' paper, "
                              "'none' released code).")
         self.rewind = rewind
-        self.info = None
         self.theta0 = None
         self.stage1_weights = None
-
-    def _stage1_path(self, exp):
-        return exp.path("stage1.json")
 
     def prepare(self, exp, state):
         density = 1.0 - self.config.sparsity
         if resume.in_main_stage(state):
             # Masks, weights and optimizer come back from the main stage's checkpoint.
-            with open(self._stage1_path(exp)) as f:
-                self.info = json.load(f)
+            self.load_info(exp)
             net = exp.build_net()
             return net, exp.make_trainer(net)
         net = exp.build_net()
@@ -129,7 +121,7 @@ class RobustBird(method.Method):
         fresh = exp.build_net()
         fresh.set_weights(self.theta0 if self.rewind == "init" else self.stage1_weights)
         masks_lib.set_masks(fresh, ticket)
-        self.info = {
+        self.save_info(exp, {
             "ticket_found": found,
             "ticket_epoch": detector.ticket_epoch if found else len(rows),
             "stage1_epochs_run": len(rows),
@@ -141,17 +133,8 @@ class RobustBird(method.Method):
             "rewind": self.rewind,
             "ticket_density": masks_lib.global_density(fresh),
             "stage1_final_val_sa": rows[-1]["val_sa"] if rows else None,
-        }
-        write_json(self._stage1_path(exp), self.info)
+        })
         return fresh, exp.make_trainer(fresh)
 
-    def results(self, exp, model):
-        if self.info is None and os.path.exists(self._stage1_path(exp)):
-            with open(self._stage1_path(exp)) as f:
-                self.info = json.load(f)
-        return dict(self.info or {})
-
     def costs(self, exp, model):
-        info = self.results(exp, model)
-        return MethodCosts(PreStage(info.get("stage1_epochs_run", 0),
-                                    info.get("stage1_pgd_steps", 0)))
+        return method.pre_stage_costs(self.load_info(exp))

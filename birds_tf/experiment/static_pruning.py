@@ -24,8 +24,6 @@ Masks are chosen once, before the main stage; on resume (``state['stage'] == 'ma
 rebuilt with all-ones masks and the checkpoint restores the chosen ones, so nothing is recomputed.
 What the results need from the pruning step is kept in ``pruning.json`` in the workdir.
 """
-import json
-import os
 
 import gin
 import numpy as np
@@ -35,32 +33,27 @@ from birds_tf.models import small_dense as small_dense_lib
 from birds_tf.sparsity import distributions, gradual, magnitude, scorers
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.experiment import method, stages
-from birds_tf.metrics.flop_count import MethodCosts, PreStage
 from birds_tf.training import resume
 from birds_tf.utils import checks
-from birds_tf.utils.records import write_json
 
 
 class StaticMask(method.Method):
     """Base: choose the mask once in ``make_masks``, then train it with the plain PGD-AT stage."""
 
     sparse = True
+    info_file = "pruning.json"
 
     def __init__(self, config):
         super().__init__(config)
         checks.target_sparsity(config)
-        self.info = None
 
     @property
     def density(self):
         return 1.0 - self.config.sparsity
 
-    def _info_path(self, exp):
-        return exp.path("pruning.json")
-
     def prepare(self, exp, state):
         if resume.in_main_stage(state):
-            self._load_info(exp)
+            self.load_info(exp)
             net = self.build(exp)
             return net, exp.make_trainer(net)
         net = self.make_masks(exp)
@@ -71,14 +64,8 @@ class StaticMask(method.Method):
             info["density_initial"] = masks_lib.global_density(net)
         except ValueError:
             pass
-        self.info = info
-        write_json(self._info_path(exp), info)
+        self.save_info(exp, info)
         return net, exp.make_trainer(net)
-
-    def _load_info(self, exp):
-        if os.path.exists(self._info_path(exp)):
-            with open(self._info_path(exp)) as f:
-                self.info = json.load(f)
 
     def build(self, exp):
         return exp.build_net()
@@ -90,10 +77,6 @@ class StaticMask(method.Method):
     def describe(self, exp, net):
         return {}
 
-    def results(self, exp, model):
-        if self.info is None:
-            self._load_info(exp)
-        return dict(self.info or {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,9 +291,7 @@ class OMP(StaticMask):
         return out
 
     def costs(self, exp, model):
-        info = self.results(exp, model)
-        return MethodCosts(PreStage(info.get("stage1_epochs_run", 0),
-                                    info.get("stage1_pgd_steps", 0)))
+        return method.pre_stage_costs(self.load_info(exp))
 
 
 # ---------------------------------------------------------------------------------------------

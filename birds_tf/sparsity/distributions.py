@@ -256,7 +256,17 @@ def init_sparse(model, density, method, seed, data=None):
     """Flying Bird's sparse init: layer budget, then a random mask per layer, applied in place.
 
     Pruned kernel entries are zeroed (``masks.set_masks``), as the reference's ``apply_mask``
-    after ``Masking.init``; surviving weights keep their initial values. Returns the masks.
+    after ``Masking.init``; surviving weights keep their initial values.
+
+    Args:
+      model: a model with masked layers (``birds_tf.models`` or ``birds_tf.sparsify``).
+      density: the kept fraction over all masked kernels (0.2 = 80% sparsity).
+      method: the layer-wise budget, one of ``DISTRIBUTIONS`` (``'snip'`` needs ``data``).
+      seed: seed of the random masks (an integer >= 0; each layer draws its own stream).
+      data: batches ``[(x, y)]`` for the SNIP budget.
+
+    Returns:
+      ``{layer name: 0/1 mask}``, as set on the model.
     """
     seed = check_seed(seed)
     budget = layer_densities(model, density, method, data=data)

@@ -296,10 +296,7 @@ class DynamicSparsity(keras.callbacks.Callback):
     # -- Keras hooks ------------------------------------------------------------------------------
     def set_model(self, model):
         super().set_model(model)
-        self._layers = masks_lib.masked_layers(getattr(model, "net", model))
-        if not self._layers:
-            raise ValueError("DynamicSparsity found no masked layers; build the model from "
-                             "birds_tf.models or convert it with birds_tf.sparsify(model).")
+        self._layers = masks_lib.require_masked_layers(model, "DynamicSparsity")
         if self.growth == "gradient":
             if not hasattr(model, "enable_dense_gradients"):
                 raise ValueError("Gradient growth needs dense gradients from the training step: "

@@ -46,10 +46,7 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        self._layers = masks_lib.masked_layers(getattr(model, "net", model))
-        if not self._layers:
-            raise ValueError("GradualMagnitudePruning found no masked layers; build the model "
-                             "from birds_tf.models or convert it with birds_tf.sparsify(model).")
+        self._layers = masks_lib.require_masked_layers(model, "GradualMagnitudePruning")
 
     def _optimizer(self):
         opt = getattr(self.model, "optimizer", None)

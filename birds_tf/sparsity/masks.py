@@ -21,6 +21,16 @@ def masked_layers(model):
     return layers
 
 
+def require_masked_layers(model, owner):
+    """``masked_layers`` of ``model`` (or of the ``net`` a trainer wraps); raises, naming
+    ``owner``, when there are none."""
+    layers = masked_layers(getattr(model, "net", model))
+    if not layers:
+        raise ValueError(f"{owner} found no masked layers; build the model from birds_tf.models "
+                         "or convert it with birds_tf.sparsify(model).")
+    return layers
+
+
 def walk_layers(layer):
     """``layer`` and every layer nested in it, depth-first (sub-models included)."""
     yield layer
