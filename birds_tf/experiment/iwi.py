@@ -35,6 +35,7 @@ class InverseWeightsInheritance(method.Method):
     """``method='iwi'``."""
 
     name = "iwi"
+    info_file = "iwi_stage_a.json"
     sparse = False
 
     def __init__(self, config, prune_sparsity=0.8, dense_epochs=200,

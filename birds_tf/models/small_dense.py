@@ -5,6 +5,7 @@ here the scale is found by bisection on the exact masked-weight count, so any de
 the result for 0.2 lands on the same planes.
 """
 from birds_tf.models import preact_resnet
+from birds_tf.utils import checks
 
 BASE = (64, 128, 256, 512)
 
@@ -28,8 +29,7 @@ def kernel_params(widths, in_channels, num_classes):
 
 
 def widths_for_density(density, in_channels=3, num_classes=10):
-    from birds_tf.sparsity.masks import validate_density
-    density = validate_density(density)
+    density = checks.density(density)
     for known, scale in REFERENCE_SCALES.items():
         if abs(density - known) < 1e-9:
             return tuple(int(round(w * scale)) for w in BASE)

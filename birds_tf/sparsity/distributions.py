@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils import checks
 from birds_tf.sparsity import scorers
-from birds_tf.utils.checks import seed as check_seed
 from birds_tf.utils.seeds import layer_seed
 
 DISTRIBUTIONS = ("igq", "erk", "er", "uniform", "snip")
@@ -55,7 +55,7 @@ def igq(shapes, density):
     per-layer arithmetic mirrors the reference (``area = 1/n``, ``length = n / (F/area + 1)``) so
     that ``1 - d_l`` is bit-for-bit the sparsity the reference would hand to its mask sampler.
     """
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     counts = [math.prod(shape) for _, shape in items]
@@ -103,7 +103,7 @@ def erk(shapes, density, power=1.0):
     would exceed 1 (all layers tied at the largest ``raw``) joins the dense set and eps is
     re-solved, so no density exceeds 1 and the global density is exactly D.
     """
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     if density == 1.0:
@@ -141,7 +141,7 @@ def er(shapes, density, cap=True):
     """
     if cap:
         return erk(shapes, density, power=1.0)
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     total = sum(math.prod(shape) for _, shape in items)
@@ -152,7 +152,7 @@ def er(shapes, density, cap=True):
 
 def uniform(shapes, density):
     """Every layer, stem and classifier included, at the target density (as the reference)."""
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     return _pack(items, [density] * len(items), as_dict)
@@ -172,7 +172,7 @@ def snip_densities(model, density, data):
     prune-loop's ``N - int((1 - D) * N)``; ties are broken by position (earlier layer, then
     earlier flat index, kept first) so the count is exact and the result deterministic.
     """
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     scores = scorers.snip_scores(model, data)
     names = list(scores)
     flat = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in names])
@@ -193,7 +193,7 @@ def layer_densities(model, density, method, data=None):
     """``{masked layer name: density}`` for one of :data:`DISTRIBUTIONS`."""
     if method not in DISTRIBUTIONS:
         raise ValueError(f"Unknown sparse-init method {method!r}; allowed: {list(DISTRIBUTIONS)}.")
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     if method == "snip":
         if data is None:
             raise ValueError("method='snip' needs data=(x, y) (or a list of such batches) to "
@@ -227,7 +227,7 @@ def random_mask_arrays(shapes, densities, seed):
     seeded by ``(seed, crc32(name))``, so adding or reordering layers leaves the others' masks
     unchanged.
     """
-    seed = check_seed(seed)
+    seed = checks.seed(seed)
     unknown = sorted(set(densities) - set(shapes), key=str)
     if unknown:
         raise ValueError(f"Densities given for unknown layers {unknown}; known layers are "
@@ -268,7 +268,7 @@ def init_sparse(model, density, method, seed, data=None):
     Returns:
       ``{layer name: 0/1 mask}``, as set on the model.
     """
-    seed = check_seed(seed)
+    seed = checks.seed(seed)
     budget = layer_densities(model, density, method, data=data)
     new_masks = random_masks(model, budget, seed)
     masks_lib.set_masks(model, new_masks)

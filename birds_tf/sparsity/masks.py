@@ -7,6 +7,7 @@ the static pruners, the FLOPs counter and the exporter.
 import numpy as np
 
 from birds_tf.layers.masked import MASKED_LAYER_TYPES
+from birds_tf.utils.checks import density as validate_density  # noqa: F401 (public name)
 from birds_tf.utils.optimizer_slots import momentum_buffer
 
 
@@ -60,17 +61,6 @@ def global_density(model):
         raise ValueError("The model has no masked layers; build it from birds_tf.models or "
                          "convert it with birds_tf.sparsify(model).")
     return float(active / total)
-
-
-def validate_density(density, name="density"):
-    """Densities live in (0, 1]; anything else is a configuration error."""
-    try:
-        value = float(density)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1], got {density!r}.") from None
-    if not 0.0 < value <= 1.0 or np.isnan(value):
-        raise ValueError(f"{name} must be in (0, 1] (1 = dense), got {density!r}.")
-    return value
 
 
 def check_mask(layer, mask):

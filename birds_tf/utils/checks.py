@@ -57,3 +57,14 @@ def seed(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"seed must be a non-negative integer, got {value!r}.")
     return int(value)
+
+
+def density(given, name="density"):
+    """A kept fraction in (0, 1] as a float; anything else is a configuration error."""
+    try:
+        value = float(given)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1], got {given!r}.") from None
+    if not 0.0 < value <= 1.0 or math.isnan(value):
+        raise ValueError(f"{name} must be in (0, 1] (1 = dense), got {given!r}.")
+    return value
