@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from birds_tf import attacks, flops, models, pruning, sparsity  # noqa: E402,F401
 from birds_tf.sparsity.convert import sparsify  # noqa: E402
-from birds_tf.sparsity.dynamic import DynamicSparsity  # noqa: E402
+from birds_tf.sparsity.flying_bird import DynamicSparsity  # noqa: E402
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig  # noqa: E402
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD  # noqa: E402
 

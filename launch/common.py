@@ -10,7 +10,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 
 def import_configurables():
     """Import every module that defines gin configurables, so bindings to them resolve."""
-    import birds_tf.gin_configurables  # noqa: F401
+    import birds_tf.experiment.configurables  # noqa: F401
 
 
 def parse_gin(files, bindings):
@@ -58,12 +58,12 @@ def claim_workdir(workdir, config_text, overwrite=False):
                          "choose another --workdir.")
     os.makedirs(workdir, exist_ok=True)
     if not os.path.exists(path):
-        from birds_tf.utils.files import atomic_write_text
+        from birds_tf.utils.records import atomic_write_text
         atomic_write_text(path, config_text)
 
 
 def write_operative_config(workdir):
-    from birds_tf.utils.files import atomic_write_text
+    from birds_tf.utils.records import atomic_write_text
     atomic_write_text(os.path.join(workdir, "operative_config.gin"), gin.operative_config_str())
 
 

@@ -140,7 +140,7 @@ def _check_configs(runs):
 
 
 def _write_marker(out, table, scale, rows, seeds):
-    from birds_tf.utils.files import atomic_write_text
+    from birds_tf.utils.records import atomic_write_text
     path = os.path.join(out, MARKER)
     held = {}
     if os.path.exists(path):
@@ -263,7 +263,7 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=()):
         results.setdefault(row.row, []).append(res)
         finished.append((row, seed, res))
     from birds_tf.metrics import reproduction
-    from birds_tf.utils.files import atomic_write_text
+    from birds_tf.utils.records import atomic_write_text
     summary = reproduction.summarize(selected, results)
     title = (f"Table {key}, scale {scale}, {seeds} seed(s) per row: ours = mean ± sample std "
              "over seeds; difference = ours - paper" +

@@ -39,7 +39,7 @@ def run(gin_files, gin_bindings, workdir, strategy="default", overwrite=False,
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
     strategy = common.make_strategy(strategy)
-    from birds_tf.training.experiment import train_eval
+    from birds_tf.experiment.train_eval import train_eval
     results = train_eval(workdir, strategy=strategy, verbose=verbose)
     common.write_operative_config(workdir)
     return results

@@ -47,7 +47,7 @@ def run(files, bindings, workdir):
 
 def experiment(workdir, method, **overrides):
     """An ``Experiment`` on smoke-sized digits with the tiny architecture (no gin)."""
-    from birds_tf.training import experiment as exp_lib
+    from birds_tf.experiment import train_eval as exp_lib
     kwargs = dict(method=method, dataset="digits", arch=TINY, arch_kwargs={"width": 4},
                   epochs=2, batch_size=64, milestones=(1,), train_steps=2, eval_steps=2,
                   max_train=256, max_eval=128, sparsity=0.8, seed=1)

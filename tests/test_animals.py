@@ -92,7 +92,7 @@ def test_pipeline_gives_28x28x1_images_in_unit_range():
 
 
 def test_augment_switch_is_validated_and_turns_augmentation_off():
-    from birds_tf.training import experiment
+    from birds_tf.experiment import train_eval as experiment
     with pytest.raises(ValueError, match="augment must be True or False, got 'no'"):
         experiment.Config(dataset="animals", augment="no").validate()
     plain = get_dataset("animals", batch_size=64, max_train=64, augment=False, seed=3)

@@ -9,7 +9,8 @@ import keras
 import tensorflow as tf
 
 import birds_tf
-from birds_tf.sparsity import dynamic, masks
+from birds_tf.sparsity import flying_bird as dynamic
+from birds_tf.sparsity import masks
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import TorchSGD, momentum_buffer
 from tests import cifar_mock
@@ -384,12 +385,13 @@ def test_fb_plus_triggers_only_from_t_start_which_defaults_to_half_the_epochs():
 def test_official_code_config_binds_the_reference_values_and_its_update_steps(_gin_root):
     from launch import common
     common.parse_gin(["gin/fb_plus_resnet18.gin"], [])
-    paper = birds_tf.DynamicSparsity(plus=True)
+    from birds_tf.experiment.flying_bird import DynamicSparsity  # with gin's bindings
+    paper = DynamicSparsity(plus=True)
     assert (paper.threshold, paper.prune_ties, paper.growth, paper.reset_regrown) == \
         (0.75, "exact", "gradient", False)
     gin.clear_config()
     common.parse_gin(["gin/fb_plus_resnet18_official_code.gin"], [])
-    cb = birds_tf.DynamicSparsity(plus=True)
+    cb = DynamicSparsity(plus=True)
     assert (cb.threshold, cb.prune_ties, cb.growth) == (0.5, "threshold", "random")
     # Drive the schedule of the reference's CIFAR run (352 iterations x 200 epochs) without a
     # model: updates every 900 iterations up to 0-indexed epoch 100, then every 1200 (notes
@@ -409,7 +411,7 @@ def test_official_code_config_binds_the_reference_values_and_its_update_steps(_g
 
 def test_random_growth_seed_follows_the_run_seed():
     from types import SimpleNamespace
-    from birds_tf.training.flying_bird import FlyingBirdPlus
+    from birds_tf.experiment.flying_bird import FlyingBirdPlus
     draws = {}
     for seed in (1, 2, 1):
         method = FlyingBirdPlus(SimpleNamespace(sparsity=0.8, seed=seed, method="fb_plus"))

@@ -35,11 +35,11 @@ def test_gin_file_parses_and_has_a_header(path):
                                                                            "smoke.gin")]
     common.parse_gin(files, [])
     # The experiment's own validation runs on the parsed values without starting any work.
-    from birds_tf.training import experiment
+    from birds_tf.experiment import train_eval as experiment
     bound = gin.get_bindings("train_eval")
     config = experiment.Config(**{k: v for k, v in bound.items()
                                   if k in experiment.Config.__dataclass_fields__})
     config.milestones = tuple(config.milestones)
     config.validate()
-    from birds_tf.training import methods
+    from birds_tf.experiment import method as methods
     methods.get(config.method)(config)

@@ -7,9 +7,9 @@ import pytest
 from birds_tf import models
 from birds_tf.sparsity import distributions
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import callbacks as cb
-from birds_tf.training import iwi
-from birds_tf.training.experiment import Config
+from birds_tf.utils import records
+from birds_tf.experiment import iwi
+from birds_tf.experiment.train_eval import Config
 from sparse_method_helpers import (FAST, TINY, assert_inherits, run, tiny_arch,  # noqa: F401
                                    tiny_preact, variables)
 
@@ -79,9 +79,9 @@ def test_iwi_config_runs_both_stages(tmp_path, tiny_arch, monkeypatch):
     for key in ("stage_a_test_ra", "stage_a_test_sa"):
         assert 0.0 <= on_disk[key] <= 100.0
     assert results["inherited_nonzero_fraction"] <= 0.2 + 1e-6
-    stage_a = cb.read_metrics_csv(str(workdir / "iwi_stage_a_metrics.csv"))
+    stage_a = records.read_metrics_csv(str(workdir / "iwi_stage_a_metrics.csv"))
     assert [r["stage"] for r in stage_a] == ["dense", "finetune"]
-    assert [r["epoch"] for r in cb.read_metrics_csv(str(workdir / "metrics.csv"))] == [1, 2]
+    assert [r["epoch"] for r in records.read_metrics_csv(str(workdir / "metrics.csv"))] == [1, 2]
     # The main stage's starting point: the fine-tuned sparse net's values, zeros elsewhere.
     assert all(np.all(m == 1) for m in captured["dense_masks"].values())
     net = models.registry._BUILDERS[TINY](10, (8, 8, 1), (0.3,), (0.4,))

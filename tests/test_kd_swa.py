@@ -341,8 +341,8 @@ def test_a_mismatched_teacher_is_refused_before_training(tmp_path, _gin_root, cl
                                   "fb_plus_swa_resnet18", "fb_plus_kd_swa_resnet18"])
 def test_configs_name_their_command_and_figure(_gin_root, name):
     from launch import common
-    from birds_tf.training import smoothing
-    from birds_tf.training.experiment import Config
+    from birds_tf.experiment import smoothing
+    from birds_tf.experiment.train_eval import Config
     path = os.path.join("gin", name + ".gin")
     with open(path) as f:
         head = f.read().split("\n")[:3]

@@ -7,7 +7,7 @@ import sys
 import gin
 import pytest
 
-from birds_tf.training import callbacks as cb
+from birds_tf.utils import records
 from launch import train
 from tests import cifar_mock
 
@@ -47,9 +47,9 @@ def test_two_steps_on_mock_cifar10_write_every_file(tmp_path):
     assert on_disk["dataset"] == "cifar10" and on_disk["final_sparsity"] == 0.0
     assert on_disk["rgg_final"] == pytest.approx(on_disk["train_ra_final"] -
                                                  on_disk["test_ra_final"])
-    rows = cb.read_metrics_csv(str(workdir / "metrics.csv"))
+    rows = records.read_metrics_csv(str(workdir / "metrics.csv"))
     assert len(rows) == 1
-    assert set(cb.METRIC_COLUMNS) - {"test_robust_loss"} <= set(rows[0])
+    assert set(records.METRIC_COLUMNS) - {"test_robust_loss"} <= set(rows[0])
     assert "train_eval.dataset = 'cifar10'" in (workdir / "operative_config.gin").read_text()
     assert results["ra_best"] == on_disk["ra_best"]
 

@@ -59,7 +59,7 @@ def test_rows_match_the_paper_text(table, row, caption, index, flops):
 
 
 def test_rows_are_unique_and_point_at_existing_methods(monkeypatch):
-    from birds_tf.training import methods
+    from birds_tf.experiment import method as methods
     for name, rows in paper.load().items():
         ids = [r.row for r in rows]
         assert len(ids) == len(set(ids)), name
@@ -87,7 +87,8 @@ def test_offline_scale_gives_every_row_a_valid_cpu_config(monkeypatch, tmp_path,
     own validation, on the animals data and the 24-epoch schedule."""
     import gin
     from launch import common, reproduce
-    from birds_tf.training import experiment, methods
+    from birds_tf.experiment import method as methods
+    from birds_tf.experiment import train_eval as experiment
     monkeypatch.chdir(ROOT)
     _, runs, _ = reproduce.plan(table, 1, "offline", str(tmp_path / "out"))
     for row, _, files, bindings, _ in runs:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from birds_tf import plots
+from birds_tf.experiment.train_eval import Config
 from birds_tf.utils import workdir as wd
 from launch import plot, report
 from tests import demo_workdirs
@@ -131,4 +132,4 @@ def test_gradcam_and_saliency_maps_are_normalized(runs):
     assert plots.attention.feature_layer(net).name == "layer4_1_add"
     with pytest.raises(ValueError, match="at least 2"):
         plots.grad_cam(net, x[:1])
-    json.dumps(wd.config(runs["fb_plus"]).__dict__)   # the parsed config is plain data
+    json.dumps(Config.from_workdir(runs["fb_plus"]).__dict__)   # the parsed config is plain data

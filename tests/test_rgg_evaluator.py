@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from birds_tf.training import evaluation, experiment
+from birds_tf.experiment import train_eval as experiment
+from birds_tf.training import epoch_eval
 from birds_tf.training.adversarial import AttackConfig
 
 ATTACK = AttackConfig(eps=0.1, step_size=0.04, steps=3, random_start=True, bn_mode="eval")
@@ -60,7 +61,7 @@ def test_split_evaluator_attacks_with_bn_in_inference_mode():
     y[::3] = (y[::3] + 1) % 3
     batches = [(tf.constant(x[i:i + 8]), y[i:i + 8]) for i in (0, 8)]
     before = [v.numpy().copy() for v in net.get_layer("bn").non_trainable_weights]
-    got = evaluation.SplitEvaluator(net, ATTACK, seed=4)(
+    got = epoch_eval.SplitEvaluator(net, ATTACK, seed=4)(
         tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
     for v, b in zip(net.get_layer("bn").non_trainable_weights, before):
         np.testing.assert_array_equal(v.numpy(), b)  # no BN statistics updated
@@ -83,15 +84,15 @@ def test_finish_measures_train_ra_on_unaugmented_train_split_with_eval_attack(tm
             seen["dataset"] = dataset
             return {"ra": 61.0, "sa": 90.0}
 
-    monkeypatch.setattr(evaluation, "SplitEvaluator", Recorder)
-    monkeypatch.setattr(experiment.flops, "results_fields", lambda *a, **k: {})
+    monkeypatch.setattr(epoch_eval, "SplitEvaluator", Recorder)
+    monkeypatch.setattr(experiment.flop_count, "results_fields", lambda *a, **k: {})
     config = experiment.Config(eval_eps=4 / 255, eval_step_size=1 / 255, eval_steps=7, seed=9)
     splits = types.SimpleNamespace(train="augmented", train_eval="unaugmented", val="v", test="t")
     row = {"epoch": 1, "val_ra": 40.0, "test_ra": 41.0, "test_sa": 70.0, "train_ra": 55.0}
     exp = types.SimpleNamespace(config=config, history=[row], splits=splits, strategy=None,
                                 smoothing=types.SimpleNamespace(results=lambda e, m: {}),
-                                extra_results={}, path=lambda name: str(tmp_path / name))
-    plugin = types.SimpleNamespace(sparse=False, results=lambda e, m: {})
+                                path=lambda name: str(tmp_path / name))
+    plugin = types.SimpleNamespace(sparse=False, results=lambda e, m: {}, costs=lambda e, m: None)
     net = _net()
     results = experiment.finish(exp, plugin, types.SimpleNamespace(net=net), 1.0)
     assert seen["dataset"] == "unaugmented" and seen["net"] is net and seen["seed"] == 9

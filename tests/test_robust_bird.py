@@ -7,10 +7,11 @@ import pytest
 
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import callbacks as cb
-from birds_tf.training import robust_bird, stages
+from birds_tf.utils import records
+from birds_tf.experiment import robust_bird, stages
+from birds_tf.sparsity import early_bird
 from birds_tf.training.adversarial import AttackConfig
-from birds_tf.training.experiment import Config
+from birds_tf.experiment.train_eval import Config
 from sparse_method_helpers import FAST, by_path, run, tiny_arch  # noqa: F401
 
 SMOKE = ["rb_resnet18.gin", "smoke.gin"]
@@ -29,10 +30,10 @@ def test_ticket_emerged_on_hand_distances():
         (None, 1.0, "<=", False),
     ]
     for distances, tau, comparison, expected in cases:
-        assert robust_bird.ticket_emerged(distances, tau, comparison) is expected, \
+        assert early_bird.ticket_emerged(distances, tau, comparison) is expected, \
             (distances, tau, comparison)
     with pytest.raises(ValueError, match="Unknown comparison '=='"):
-        robust_bird.ticket_emerged([0.0], 0.1, "==")
+        early_bird.ticket_emerged([0.0], 0.1, "==")
 
 
 def _mask(ones):
@@ -42,7 +43,7 @@ def _mask(ones):
 
 
 def test_fifo_compares_the_newest_mask_with_each_older_one():
-    q = robust_bird.MaskQueue(length=3, mode="newest")
+    q = early_bird.MaskQueue(length=3, mode="newest")
     m1, m2, m3, m4 = _mask([0, 1]), _mask([0, 2]), _mask([0, 1, 2]), _mask([3])
     assert q.put(m1) is None and q.put(m2) is None          # not full yet
     # newest m3 vs m1 (1 differing position of 10), vs m2 (1 position); oldest first.
@@ -51,7 +52,7 @@ def test_fifo_compares_the_newest_mask_with_each_older_one():
     assert q.put(m4) == [0.3, 0.4]
     assert len(q.masks) == 3
     # dicts of per-layer masks are flattened in key order, as EarlyBird's one flat vector
-    d = robust_bird.MaskQueue(length=2, mode="newest")
+    d = early_bird.MaskQueue(length=2, mode="newest")
     d.put({"a": np.ones((2, 2)), "b": np.zeros(3)})
     assert d.put({"a": np.eye(2), "b": np.zeros(3)}) == [2 / 7]
 
@@ -61,7 +62,7 @@ def test_paper_default_queue_holds_consecutive_distances_and_official_config_the
     # Algorithm 1, line 4: append d(m_t, m_{t-1}) to Q. By hand (10 positions): d(m2, m1) = 0.1,
     # d(m3, m2) = 0.3 (positions 1, 2, 3), then m3 again: 0.0. The code's 'newest' rule with 2
     # masks would decide after m2 already, on [d(m2, m1)].
-    q = robust_bird.MaskQueue(length=2)
+    q = early_bird.MaskQueue(length=2)
     assert q.mode == "consecutive" and q.masks_needed == 3
     m1, m2, m3 = _mask([0]), _mask([0, 1]), _mask([0, 2, 3])
     assert q.put(m1) is None and q.put(m2) is None
@@ -69,7 +70,7 @@ def test_paper_default_queue_holds_consecutive_distances_and_official_config_the
     assert q.put(m3) == pytest.approx([0.3, 0.0])
     config = Config(method="rb", sparsity=0.8)
     assert robust_bird.RobustBird(config).distance_mode == "consecutive"
-    detector = robust_bird.EarlyBirdDetector(None, 0.2)
+    detector = early_bird.EarlyBirdDetector(None, 0.2)
     assert detector.queue.mode == "consecutive"
     import gin
     from launch import common
@@ -85,7 +86,7 @@ def test_paper_default_queue_holds_consecutive_distances_and_official_config_the
 
 
 def test_fifo_consecutive_mode_is_algorithm_1_read_literally():
-    q = robust_bird.MaskQueue(length=2, mode="consecutive")
+    q = early_bird.MaskQueue(length=2, mode="consecutive")
     assert q.masks_needed == 3
     assert q.put(_mask([0])) is None and q.put(_mask([0, 1])) is None
     assert q.put(_mask([0, 1, 2, 3])) == [0.1, 0.2]
@@ -99,11 +100,11 @@ def test_the_ticket_is_drawn_at_the_first_epoch_whose_queue_is_all_below_tau():
     settled = _mask([0, 1, 2, 4])
     sequence = [_mask([0, 1, 2, 3]), _mask([0, 1, 4, 5]), settled, settled, settled,
                 _mask([0, 1, 2, 5])]
-    q = robust_bird.MaskQueue(length=3, mode="newest")
+    q = early_bird.MaskQueue(length=3, mode="newest")
     distances = [q.put(m) for m in sequence]
     assert distances[:2] == [None, None]
     assert distances[2:] == [[0.2, 0.2], [0.2, 0.0], [0.0, 0.0], [0.2, 0.2]]
-    decisions = [robust_bird.ticket_emerged(d, 0.15) for d in distances]
+    decisions = [early_bird.ticket_emerged(d, 0.15) for d in distances]
     assert decisions == [False, False, False, False, True, False]
 
 
@@ -216,12 +217,12 @@ def test_rb_config_runs_both_stages_and_rewinds_to_theta0(tmp_path, tiny_arch, m
     assert all(0 <= d < 1 for d in history[2]["distances"])
     assert on_disk["final_sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert results["ticket_epoch"] == 3
-    stage1 = cb.read_metrics_csv(str(workdir / "stage1_metrics.csv"))
+    stage1 = records.read_metrics_csv(str(workdir / "stage1_metrics.csv"))
     assert [r["epoch"] for r in stage1] == [1, 2, 3]
     assert all(r["stage"] == "stage1" for r in stage1)
     assert {"train_loss", "train_acc", "val_sa", "lr"} <= set(stage1[0])
     assert stage1[2]["mask_distance_max"] == pytest.approx(max(history[2]["distances"]))
-    main = cb.read_metrics_csv(str(workdir / "metrics.csv"))
+    main = records.read_metrics_csv(str(workdir / "metrics.csv"))
     assert [r["epoch"] for r in main] == [1, 2]              # only the protocol's rows
     assert all(r["density"] == pytest.approx(0.2, abs=1e-3) for r in main)
     # Stage 2 starts afresh: an unused optimizer (no momentum or iteration count carried over
@@ -269,7 +270,7 @@ def test_fast_at_tickets_config_runs(tmp_path, tiny_arch):
                           "train_eval.milestones = ()"], workdir)
     assert results["stage1"] == "fast" and results["stage1_pgd_steps"] == 1
     assert results["final_sparsity"] == pytest.approx(0.9, abs=1e-3)
-    rows = cb.read_metrics_csv(str(workdir / "stage1_metrics.csv"))
+    rows = records.read_metrics_csv(str(workdir / "stage1_metrics.csv"))
     # one-cycle over the 3-epoch budget: peak 0.2 at epoch 3 * 2 // 5 = 1, rate at epoch start
     schedule = stages.OneCycleLR(0.2, 3, 4)
     assert [r["lr"] for r in rows] == pytest.approx([schedule.value(0), schedule.value(4)])

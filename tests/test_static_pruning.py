@@ -8,10 +8,11 @@ import pytest
 import birds_tf
 from birds_tf.sparsity import gradual, magnitude, schedules
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import callbacks as cb
-from birds_tf.training import methods, static_pruning
+from birds_tf.utils import records
+from birds_tf.experiment import method as methods
+from birds_tf.experiment import static_pruning
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
-from birds_tf.training.experiment import Config
+from birds_tf.experiment.train_eval import Config
 from birds_tf.training.optimizer import TorchSGD, momentum_buffer
 from sparse_method_helpers import FAST, experiment, run, tiny_arch  # noqa: F401
 
@@ -209,16 +210,16 @@ def test_omp_config_pretrains_prunes_and_retrains(tmp_path, tiny_arch):
     results = run(["omp_resnet18.gin", "smoke.gin"], FAST, workdir)
     assert results["method"] == "omp" and results["pretrain_epochs"] == 1
     assert results["final_sparsity"] == pytest.approx(0.8, abs=1e-3)
-    pre = cb.read_metrics_csv(str(workdir / "pretrain_metrics.csv"))
+    pre = records.read_metrics_csv(str(workdir / "pretrain_metrics.csv"))
     assert [r["stage"] for r in pre] == ["pretrain"]
-    assert [r["epoch"] for r in cb.read_metrics_csv(str(workdir / "metrics.csv"))] == [1, 2]
+    assert [r["epoch"] for r in records.read_metrics_csv(str(workdir / "metrics.csv"))] == [1, 2]
     # Resuming the main stage neither pre-trains again nor needs anything but pruning.json.
     exp = experiment(workdir, "omp")
     plugin = static_pruning.OMP(exp.config, pretrain_epochs=1, pretrain_milestones=())
     net, _ = plugin.prepare(exp, {"stage": "main", "epoch": 1})
     assert masks_lib.global_density(net) == 1.0
     assert plugin.results(exp, None)["pretrain_epochs"] == 1
-    assert len(cb.read_metrics_csv(str(workdir / "pretrain_metrics.csv"))) == 1
+    assert len(records.read_metrics_csv(str(workdir / "pretrain_metrics.csv"))) == 1
 
 
 def test_synflow_config_runs(tmp_path, tiny_arch):

@@ -11,6 +11,13 @@ import sys
 import time
 
 import numpy as np
+import tensorflow as tf
+
+from birds_tf import data as data_lib
+from birds_tf.attacks import _common, registry, transfer
+from birds_tf.attacks import sanity as sanity_lib
+from birds_tf.utils import records
+from birds_tf.utils import workdir as workdir_lib
 
 # The paper's Table A8 attacks (Appendix A3.2): CW is CW-L2; PGD-20 is the main tables' attack.
 DEFAULT_ATTACKS = ("pgd20", "cw_l2", "autoattack")
@@ -22,16 +29,15 @@ SPLITS = ("test", "val", "train")
 
 def check_attacks(attacks):
     """A tuple of registry names (a comma-separated string is accepted), duplicates dropped."""
-    from birds_tf.attacks.registry import ATTACKS
     if isinstance(attacks, str):
         attacks = [a.strip() for a in attacks.split(",")]
     names = [a for a in (attacks or ()) if a]
     if not names:
         raise ValueError(f"No attack given; pass e.g. --attacks={','.join(DEFAULT_ATTACKS)} "
-                         f"(allowed: {', '.join(ATTACKS)}).")
-    unknown = [a for a in names if a not in ATTACKS]
+                         f"(allowed: {', '.join(registry.ATTACKS)}).")
+    unknown = [a for a in names if a not in registry.ATTACKS]
     if unknown:
-        raise ValueError(f"Unknown attack(s) {unknown}; allowed: {', '.join(ATTACKS)}.")
+        raise ValueError(f"Unknown attack(s) {unknown}; allowed: {', '.join(registry.ATTACKS)}.")
     return tuple(dict.fromkeys(names))
 
 
@@ -67,7 +73,6 @@ def model_kind(path):
 def parse_attack_options(items):
     """``["autoattack.n_iter=10", ...]`` -> ``{"autoattack": {"n_iter": 10}}``, checked against
     each attack's signature (unknown options are refused with the allowed ones listed)."""
-    from birds_tf.attacks import registry
     out = {}
     for item in items or ():
         head, sep, value = str(item).partition("=")
@@ -135,7 +140,6 @@ class SavedModelClassifier:
     attacks expect; gradients flow through it to the input."""
 
     def __init__(self, path):
-        import tensorflow as tf
         self.path = os.fspath(path)
         self._loaded = tf.saved_model.load(self.path)
         serve = getattr(self._loaded, "serve", None)
@@ -154,7 +158,6 @@ class SavedModelClassifier:
         self.input_shape = tuple(spec.shape) if spec is not None else None
 
     def __call__(self, x, training=False):
-        import tensorflow as tf
         del training  # a SavedModel is always in inference mode
         x = tf.convert_to_tensor(x, tf.float32)
         if self._key is None:
@@ -172,7 +175,6 @@ def load_classifier(path, which="best"):
     kind = model_kind(path)
     if kind == "saved_model":
         return SavedModelClassifier(path)
-    from birds_tf.utils import workdir as workdir_lib
     describe(path, which)  # refuses a missing checkpoint with the fix in the message
     return workdir_lib.load_model(path, which)
 
@@ -204,8 +206,8 @@ def _workdir_data(path):
     """(dataset, data_dir) of a workdir: its gin config, else results.json's dataset."""
     dataset = data_dir = None
     try:
-        from birds_tf.utils import workdir as workdir_lib
-        cfg = workdir_lib.config(path)
+        from birds_tf.experiment.train_eval import Config  # gin and the trainer: only here
+        cfg = Config.from_workdir(path)
         dataset, data_dir = cfg.dataset, cfg.data_dir
     except Exception:  # no or unreadable config: fall back to results.json
         pass
@@ -231,7 +233,6 @@ def check_compatible(model, x, y, what="the data"):
             s is not None and s != d for s, d in zip(shape, x.shape[1:])):
         raise ValueError(f"The model takes images of shape {shape} but {what} has "
                          f"{tuple(x.shape[1:])}; evaluate it on its own dataset.")
-    from birds_tf.attacks import _common
     logits = _common.logits_of(model, x[:2])
     n_classes = int(logits.shape[-1])
     if y.size and (y.min() < 0 or y.max() >= n_classes):
@@ -244,7 +245,6 @@ def check_compatible(model, x, y, what="the data"):
 
 def load_split(dataset, split="test", data_dir=None, n=None, batch_size=256):
     """The first ``n`` (all if None) examples of a dataset split as numpy (x in [0, 1], y)."""
-    from birds_tf import data as data_lib
     check_split(split)
     splits = data_lib.get_dataset(dataset, batch_size=batch_size, data_dir=data_dir,
                                   max_eval=n, max_train=n)
@@ -294,14 +294,13 @@ def _batches(n, batch_size):
 
 def run_one(name, model, x, y, eps, batch_size=256, options=None, progress=None):
     """``registry.run_attack`` batch by batch with a progress bar; its result dict."""
-    from birds_tf.attacks.registry import run_attack
     parts = _batches(len(x), batch_size)
     bar = _Progress(name, len(parts), progress)
     start = time.time()
     robust = []
     for i, s in enumerate(parts):
-        r = run_attack(name, model, x[s], y[s], eps=eps, batch_size=s.stop - s.start,
-                       first_batch=i, **(options or {}))
+        r = registry.run_attack(name, model, x[s], y[s], eps=eps, batch_size=s.stop - s.start,
+                                first_batch=i, **(options or {}))
         robust.append(r["robust"])
         bar.update(i + 1)
     bar.close()
@@ -312,7 +311,6 @@ def run_one(name, model, x, y, eps, batch_size=256, options=None, progress=None)
 
 def clean_flags(model, x, y, batch_size=256):
     """Per-example correctness on the unperturbed images."""
-    from birds_tf.attacks import _common
     return np.concatenate([_common.predict_labels(model, x[s]).numpy() == y[s]
                            for s in _batches(len(x), batch_size)]).astype(np.bool_)
 
@@ -320,14 +318,13 @@ def clean_flags(model, x, y, batch_size=256):
 def run_transfer(source, target, x, y, attack, eps, batch_size=256, options=None,
                  progress=None):
     """``transfer_attack`` batch by batch: craft on ``source``, score ``target``."""
-    from birds_tf.attacks.transfer import transfer_attack
     parts = _batches(len(x), batch_size)
     bar = _Progress(f"transfer {attack}", len(parts), progress)
     start = time.time()
     robust, robust_src = [], []
     for i, s in enumerate(parts):
-        r = transfer_attack(source, target, x[s], y[s], attack, batch_size=batch_size, eps=eps,
-                            **(options or {}))
+        r = transfer.transfer_attack(source, target, x[s], y[s], attack, batch_size=batch_size,
+                                     eps=eps, **(options or {}))
         robust.append(r["robust"])
         robust_src.append(r["source_robust_accuracy"] * r["n"] / 100.0)
         bar.update(i + 1)
@@ -350,8 +347,6 @@ def evaluate(model, x, y, attacks=DEFAULT_ATTACKS, eps=8 / 255, batch_size=256,
     printed table); ``warnings`` from ``sanity.sanity_checks`` (outputs random across two calls,
     probabilities instead of logits, zero gradients, a weaker attack beating a stronger one).
     """
-    from birds_tf.attacks import _common
-    from birds_tf.attacks import sanity as sanity_lib
     attacks = check_attacks(attacks)
     eps = _common.check_eps(eps)
     batch_size = _common.check_positive_int(batch_size, "batch_size")
@@ -432,7 +427,6 @@ def evaluate_path(path, which="best", split="test", dataset=None, data_dir=None,
 
     Returns (report, out path). Every argument is checked before a model is loaded.
     """
-    from birds_tf.attacks import _common
     attacks = check_attacks(attacks)
     eps = _common.check_eps(eps)
     batch_size = _common.check_positive_int(batch_size, "batch_size")
@@ -454,9 +448,9 @@ def evaluate_path(path, which="best", split="test", dataset=None, data_dir=None,
             raise ValueError(f"{info['path']!r} is a SavedModel without metadata.json naming "
                              "its dataset: pass --dataset=NAME (digits, cifar10, cifar100, "
                              "tiny_imagenet) or --data=FILE.npz with your own x and y.")
-        from birds_tf.data.splits import DATASETS
-        if dataset not in DATASETS:
-            raise ValueError(f"Unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}.")
+        if dataset not in data_lib.DATASETS:
+            raise ValueError(f"Unknown dataset {dataset!r}; allowed: "
+                             f"{', '.join(data_lib.DATASETS)}.")
         x, y = load_split(dataset, split, data_dir, n, batch_size)
     if n is not None:
         x, y = x[:n], y[:n]
@@ -477,6 +471,5 @@ def evaluate_path(path, which="best", split="test", dataset=None, data_dir=None,
                   split=None if data is not None else split,
                   data=os.path.abspath(os.fspath(data)) if data is not None else None,
                   **report)
-    from birds_tf.training.callbacks import write_json
-    write_json(out, report)
+    records.write_json(out, report)
     return report, out

@@ -12,6 +12,9 @@ import keras
 import numpy as np
 
 from birds_tf.layers.masked import MASKED_LAYER_TYPES, Conv2D, MaskedConv2D, needs_subsampling
+from birds_tf.metrics import flop_count
+from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils import workdir as wd
 
 _PLAIN_INIT = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
 
@@ -102,9 +105,6 @@ def _dir_size(path):
 def export_workdir(workdir, out, which="final"):
     """SavedModel of the workdir's ``which`` checkpoint at ``out``, with ``metadata.json`` and
     ``sparse_weights.npz`` inside it; returns the metadata."""
-    from birds_tf.metrics import flops
-    from birds_tf.sparsity import masks as masks_lib
-    from birds_tf.utils import workdir as wd
     res = wd.results(workdir)
     if os.path.exists(out) and os.listdir(out):
         raise ValueError(f"Export folder {os.fspath(out)!r} exists and is not empty; choose a "
@@ -112,7 +112,7 @@ def export_workdir(workdir, out, which="final"):
     net = wd.load_model(workdir, which)
     plain = fold_masks(net)
     plain.export(out, format="tf_saved_model", verbose=False)
-    counted = flops.count(net)
+    counted = flop_count.count(net)
     sparse_bytes = save_sparse_weights(os.path.join(out, "sparse_weights.npz"), net)
     raw, zipped = _dense_sizes(plain, out)
     texts = {}
@@ -132,7 +132,7 @@ def export_workdir(workdir, out, which="final"):
         "density": masks_lib.global_density(net) if masks_lib.masked_layers(net) else 1.0,
         "layers": layers,
         "inference_flops": counted.flops, "inference_flops_dense": counted.flops_dense,
-        "inference_macs": counted.macs, "flops_convention": flops.CONVENTION,
+        "inference_macs": counted.macs, "flops_convention": flop_count.CONVENTION,
         "training_flops": res.get("training_flops"),
         "training_flops_paper_convention": res.get("training_flops_paper_convention"),
         "sa": res.get(f"sa_{which}"), "ra": res.get(f"ra_{which}"),

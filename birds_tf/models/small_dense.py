@@ -5,6 +5,7 @@ here the scale is found by bisection on the exact masked-weight count, so any de
 the result for 0.2 lands on the same planes.
 """
 from birds_tf.models import preact_resnet
+from birds_tf.utils import checks
 
 BASE = (64, 128, 256, 512)
 
@@ -13,7 +14,7 @@ BASE = (64, 128, 256, 512)
 REFERENCE_SCALES = {0.05: 0.223, 0.10: 0.316, 0.20: 0.448, 0.60: 0.775, 0.80: 0.895}
 
 
-def _kernel_params(widths, in_channels, num_classes):
+def kernel_params(widths, in_channels, num_classes):
     """Conv + linear weights of a PreActResNet-18 with the given stage widths."""
     total = 9 * in_channels * widths[0]
     cin = widths[0]
@@ -28,22 +29,21 @@ def _kernel_params(widths, in_channels, num_classes):
 
 
 def widths_for_density(density, in_channels=3, num_classes=10):
-    from birds_tf.sparsity.masks import validate_density
-    density = validate_density(density)
+    density = checks.density(density)
     for known, scale in REFERENCE_SCALES.items():
         if abs(density - known) < 1e-9:
             return tuple(int(round(w * scale)) for w in BASE)
-    target = density * _kernel_params(BASE, in_channels, num_classes)
+    target = density * kernel_params(BASE, in_channels, num_classes)
     lo, hi = 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
         widths = tuple(max(1, int(round(w * mid))) for w in BASE)
-        if _kernel_params(widths, in_channels, num_classes) < target:
+        if kernel_params(widths, in_channels, num_classes) < target:
             lo = mid
         else:
             hi = mid
     best = min(({tuple(max(1, int(round(w * s))) for w in BASE) for s in (lo, hi)}),
-               key=lambda ws: abs(_kernel_params(ws, in_channels, num_classes) - target))
+               key=lambda ws: abs(kernel_params(ws, in_channels, num_classes) - target))
     return best
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from birds_tf.attacks import pgd
+from birds_tf.experiment.train_eval import Config
 from birds_tf.plots import common
 from birds_tf.utils import workdir as wd
 
@@ -83,7 +84,7 @@ def _adversarial(workdir, which, images, seed):
     """The workdir's model and PGD adversarial versions of its first test images."""
     if images < 2:
         raise ValueError(f"images must be >= 2, got {images}.")
-    cfg = wd.config(workdir)
+    cfg = Config.from_workdir(workdir)
     net = wd.load_model(workdir, which)
     xs, ys = [], []
     for x, y in wd.splits(workdir, cfg).test:

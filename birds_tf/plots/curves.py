@@ -7,6 +7,7 @@ import numpy as np
 
 from birds_tf.plots import common
 from birds_tf.utils import workdir as wd
+from birds_tf.utils.records import load_mask_file
 
 
 def accuracy_figure(workdirs, out=None):
@@ -31,7 +32,6 @@ def accuracy_figure(workdirs, out=None):
 def _total_weights(path, res, rows):
     files = wd.mask_files(path)
     if files:
-        from birds_tf.sparsity.masks import load_mask_file
         return sum(m.size for m in load_mask_file(files[0][1]).values())
     events = res.get("mask_update_events") or []
     for row in rows:
@@ -81,7 +81,6 @@ def _layer_densities(path):
     """[(label suffix, {layer: density})]: initial and final masks when saved."""
     files = wd.mask_files(path)
     if files:
-        from birds_tf.sparsity.masks import load_mask_file
         picks = [("initial", files[0][1]), ("final", files[-1][1])] if len(files) > 1 else \
             [("final", files[-1][1])]
         return [(name, {k: float(v.mean()) for k, v in load_mask_file(p).items()})
@@ -144,7 +143,6 @@ def mask_similarity_figure(workdir, out=None):
     if len(files) < 2:
         raise ValueError(f"{os.fspath(workdir)!r} has fewer than two per-epoch masks in masks/ "
                          "(only sparse runs save masks/epoch_XXX.npz); no similarity to plot.")
-    from birds_tf.sparsity.masks import load_mask_file
     sim = mask_similarity([load_mask_file(p) for _, p in files])
     epochs = [e for e, _ in files]
     fig, ax = common.figure(6.0, 5.0)

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from birds_tf.attacks import pgd
+from birds_tf.experiment.train_eval import Config
 from birds_tf.plots import common
 from birds_tf.training.adversarial import cross_entropy
 from birds_tf.utils import workdir as wd
@@ -20,7 +21,7 @@ from birds_tf.utils import workdir as wd
 def _kernel_layers(net):
     import keras
 
-    from birds_tf.metrics.flops import KERNEL_LAYERS
+    from birds_tf.metrics.flop_count import KERNEL_LAYERS
     seen, out = set(), []
     for layer in net._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, KERNEL_LAYERS) and not isinstance(layer, keras.Model) and \
@@ -96,7 +97,7 @@ def landscape_figure(workdir, out=None, which="final", grid=11, span=1.0, batche
 
     ``split``: "train" (the un-augmented training split, as Li et al.), "val" or "test".
     """
-    cfg = wd.config(workdir)
+    cfg = Config.from_workdir(workdir)
     net = wd.load_model(workdir, which)
     data = wd.splits(workdir, cfg)
     dataset = {"train": data.train_eval, "val": data.val, "test": data.test}[split]

@@ -4,7 +4,7 @@ import numpy as np
 
 from birds_tf.sparsity.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 
-SCHEDULES = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": PolynomialDecay}
+SCHEDULE_CLASSES = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": PolynomialDecay}
 
 
 def serialize(schedule):
@@ -21,9 +21,10 @@ def deserialize(config):
     if isinstance(config, PruningSchedule):
         return config
     name = config.get("class_name") if isinstance(config, dict) else None
-    if name not in SCHEDULES:
-        raise ValueError(f"Unknown pruning schedule {config!r}; allowed: {sorted(SCHEDULES)}.")
-    return SCHEDULES[name].from_config(config["config"])
+    if name not in SCHEDULE_CLASSES:
+        raise ValueError(f"Unknown pruning schedule {config!r}; allowed: "
+                         f"{sorted(SCHEDULE_CLASSES)}.")
+    return SCHEDULE_CLASSES[name].from_config(config["config"])
 
 
 def validate(schedule):

@@ -1,7 +1,8 @@
 """Masks, layer-wise density budgets, magnitude and pruning-at-init scores, tfmot schedules."""
 from birds_tf.sparsity import distributions, magnitude, masks, schedules, scorers
-from birds_tf.sparsity.distributions import (METHODS, er, erk, igq, init_sparse, layer_densities,
-                                             random_mask_arrays, random_masks, uniform)
+from birds_tf.sparsity.distributions import (DISTRIBUTIONS, er, erk, igq, init_sparse,
+                                             layer_densities, random_mask_arrays, random_masks,
+                                             uniform)
 from birds_tf.sparsity.magnitude import (global_magnitude_mask_arrays, global_magnitude_masks,
                                          hamming_distance, layerwise_magnitude_masks)
 from birds_tf.sparsity.masks import (apply_mask, apply_masks, count_active, densities, get_masks,
@@ -14,7 +15,7 @@ from birds_tf.sparsity.scorers import (SCORERS, grasp_scores, magnitude_scores, 
 
 __all__ = [
     "distributions", "magnitude", "masks", "schedules", "scorers",
-    "METHODS", "igq", "erk", "er", "uniform", "layer_densities", "random_masks",
+    "DISTRIBUTIONS", "igq", "erk", "er", "uniform", "layer_densities", "random_masks",
     "random_mask_arrays", "init_sparse",
     "global_magnitude_masks", "global_magnitude_mask_arrays", "layerwise_magnitude_masks",
     "hamming_distance",

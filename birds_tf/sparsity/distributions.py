@@ -8,13 +8,15 @@ Densities are kept fractions (1 = dense). Everything keyed by layer name uses th
 ``masks.masked_layers(model)``.
 """
 import math
-import zlib
 
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils import checks
+from birds_tf.sparsity import scorers
+from birds_tf.utils.seeds import layer_seed
 
-METHODS = ("igq", "erk", "er", "uniform", "snip")
+DISTRIBUTIONS = ("igq", "erk", "er", "uniform", "snip")
 
 # Bisection bounds of the reference IGQ (`bs_force_igq(..., f_low=0, f_high=1e20)`).
 _IGQ_F_HIGH = 1e20
@@ -53,7 +55,7 @@ def igq(shapes, density):
     per-layer arithmetic mirrors the reference (``area = 1/n``, ``length = n / (F/area + 1)``) so
     that ``1 - d_l`` is bit-for-bit the sparsity the reference would hand to its mask sampler.
     """
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     counts = [math.prod(shape) for _, shape in items]
@@ -101,7 +103,7 @@ def erk(shapes, density, power=1.0):
     would exceed 1 (all layers tied at the largest ``raw``) joins the dense set and eps is
     re-solved, so no density exceeds 1 and the global density is exactly D.
     """
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     if density == 1.0:
@@ -139,7 +141,7 @@ def er(shapes, density, cap=True):
     """
     if cap:
         return erk(shapes, density, power=1.0)
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     total = sum(math.prod(shape) for _, shape in items)
@@ -150,7 +152,7 @@ def er(shapes, density, cap=True):
 
 def uniform(shapes, density):
     """Every layer, stem and classifier included, at the target density (as the reference)."""
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     items, as_dict = _named_shapes(shapes)
     _check_shapes(items)
     return _pack(items, [density] * len(items), as_dict)
@@ -170,9 +172,7 @@ def snip_densities(model, density, data):
     prune-loop's ``N - int((1 - D) * N)``; ties are broken by position (earlier layer, then
     earlier flat index, kept first) so the count is exact and the result deterministic.
     """
-    from birds_tf.sparsity import scorers  # scorers needs the model machinery; import lazily
-
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     scores = scorers.snip_scores(model, data)
     names = list(scores)
     flat = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in names])
@@ -190,10 +190,10 @@ def snip_densities(model, density, data):
 
 
 def layer_densities(model, density, method, data=None):
-    """``{masked layer name: density}`` for one of :data:`METHODS`."""
-    if method not in METHODS:
-        raise ValueError(f"Unknown sparse-init method {method!r}; allowed: {list(METHODS)}.")
-    density = masks_lib.validate_density(density)
+    """``{masked layer name: density}`` for one of :data:`DISTRIBUTIONS`."""
+    if method not in DISTRIBUTIONS:
+        raise ValueError(f"Unknown sparse-init method {method!r}; allowed: {list(DISTRIBUTIONS)}.")
+    density = checks.density(density)
     if method == "snip":
         if data is None:
             raise ValueError("method='snip' needs data=(x, y) (or a list of such batches) to "
@@ -219,17 +219,6 @@ def pruned_count(density, n):
     return int(raw)
 
 
-def layer_seed(seed, name):
-    """Per-layer random stream that is stable across processes (``hash()`` is salted)."""
-    return [int(seed), zlib.crc32(str(name).encode("utf-8"))]
-
-
-def check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
-
-
 def random_mask_arrays(shapes, densities, seed):
     """Pure version of :func:`random_masks` on ``{name: shape}``.
 
@@ -238,7 +227,7 @@ def random_mask_arrays(shapes, densities, seed):
     seeded by ``(seed, crc32(name))``, so adding or reordering layers leaves the others' masks
     unchanged.
     """
-    seed = check_seed(seed)
+    seed = checks.seed(seed)
     unknown = sorted(set(densities) - set(shapes), key=str)
     if unknown:
         raise ValueError(f"Densities given for unknown layers {unknown}; known layers are "
@@ -267,9 +256,19 @@ def init_sparse(model, density, method, seed, data=None):
     """Flying Bird's sparse init: layer budget, then a random mask per layer, applied in place.
 
     Pruned kernel entries are zeroed (``masks.set_masks``), as the reference's ``apply_mask``
-    after ``Masking.init``; surviving weights keep their initial values. Returns the masks.
+    after ``Masking.init``; surviving weights keep their initial values.
+
+    Args:
+      model: a model with masked layers (``birds_tf.models`` or ``birds_tf.sparsify``).
+      density: the kept fraction over all masked kernels (0.2 = 80% sparsity).
+      method: the layer-wise budget, one of ``DISTRIBUTIONS`` (``'snip'`` needs ``data``).
+      seed: seed of the random masks (an integer >= 0; each layer draws its own stream).
+      data: batches ``[(x, y)]`` for the SNIP budget.
+
+    Returns:
+      ``{layer name: 0/1 mask}``, as set on the model.
     """
-    seed = check_seed(seed)
+    seed = checks.seed(seed)
     budget = layer_densities(model, density, method, data=data)
     new_masks = random_masks(model, budget, seed)
     masks_lib.set_masks(model, new_masks)

@@ -18,7 +18,7 @@ import numpy as np
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.sparsity import schedules
 
-SCHEDULES = ("polynomial", "constant")
+GMP_SCHEDULES = ("polynomial", "constant")
 
 
 def make_schedule(kind, final_sparsity, begin_step, end_step, frequency, initial_sparsity=0.0,
@@ -29,7 +29,7 @@ def make_schedule(kind, final_sparsity, begin_step, end_step, frequency, initial
                                          power, frequency)
     if kind == "constant":
         return schedules.ConstantSparsity(final_sparsity, begin_step, end_step, frequency)
-    raise ValueError(f"Unknown GMP schedule {kind!r}; allowed: {SCHEDULES}.")
+    raise ValueError(f"Unknown GMP schedule {kind!r}; allowed: {GMP_SCHEDULES}.")
 
 
 class GradualMagnitudePruning(keras.callbacks.Callback):
@@ -46,10 +46,7 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        self._layers = masks_lib.masked_layers(getattr(model, "net", model))
-        if not self._layers:
-            raise ValueError("GradualMagnitudePruning found no masked layers; build the model "
-                             "from birds_tf.models or convert it with birds_tf.sparsify(model).")
+        self._layers = masks_lib.require_masked_layers(model, "GradualMagnitudePruning")
 
     def _optimizer(self):
         opt = getattr(self.model, "optimizer", None)

@@ -19,6 +19,7 @@ import numpy as np
 
 from birds_tf.layers.masked import MaskedConv2D, MaskedDense
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils import checks
 
 RULES = ("l1_unstructured", "early_bird")
 LAYER_FILTERS = ("all", "conv", "dense")
@@ -61,7 +62,7 @@ def l1_pruned_count(density, n):
 
 def global_magnitude_mask_arrays(weights, density, rule="l1_unstructured"):
     """One threshold over all arrays of ``{name: weights}``; returns ``{name: 0/1 float32}``."""
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     if rule not in RULES:
         raise ValueError(f"Unknown rule {rule!r}; allowed: {list(RULES)}.")
     names = list(weights)

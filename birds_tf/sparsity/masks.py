@@ -3,11 +3,11 @@
 Every function takes a model (or a list of layers) so the same helpers serve the callbacks,
 the static pruners, the FLOPs counter and the exporter.
 """
-import os
 
 import numpy as np
 
 from birds_tf.layers.masked import MASKED_LAYER_TYPES
+from birds_tf.utils.checks import density as validate_density  # noqa: F401 (public name)
 from birds_tf.utils.optimizer_slots import momentum_buffer
 
 
@@ -15,14 +15,25 @@ def masked_layers(model):
     """All masked layers of ``model``, in a stable order (depth-first, as Keras lists them)."""
     layers = []
     seen = set()
-    for layer in _walk(model):
+    for layer in walk_layers(model):
         if isinstance(layer, MASKED_LAYER_TYPES) and id(layer) not in seen:
             seen.add(id(layer))
             layers.append(layer)
     return layers
 
 
-def _walk(layer):
+def require_masked_layers(model, owner):
+    """``masked_layers`` of ``model`` (or of the ``net`` a trainer wraps); raises, naming
+    ``owner``, when there are none."""
+    layers = masked_layers(getattr(model, "net", model))
+    if not layers:
+        raise ValueError(f"{owner} found no masked layers; build the model from birds_tf.models "
+                         "or convert it with birds_tf.sparsify(model).")
+    return layers
+
+
+def walk_layers(layer):
+    """``layer`` and every layer nested in it, depth-first (sub-models included)."""
     yield layer
     for sub in getattr(layer, "_flatten_layers", lambda **_: [])(include_self=False,
                                                                   recursive=True):
@@ -50,17 +61,6 @@ def global_density(model):
         raise ValueError("The model has no masked layers; build it from birds_tf.models or "
                          "convert it with birds_tf.sparsify(model).")
     return float(active / total)
-
-
-def validate_density(density, name="density"):
-    """Densities live in (0, 1]; anything else is a configuration error."""
-    try:
-        value = float(density)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1], got {density!r}.") from None
-    if not 0.0 < value <= 1.0 or np.isnan(value):
-        raise ValueError(f"{name} must be in (0, 1] (1 = dense), got {density!r}.")
-    return value
 
 
 def check_mask(layer, mask):
@@ -135,28 +135,3 @@ def assign_mask_and_reset(layer, mask, keep, optimizer=None):
     except ValueError:
         return
     buf.assign(np.asarray(buf.numpy()) * keep)
-
-
-def save_mask_file(path, masks):
-    """``{layer: 0/1 array}`` as a compressed npz of bit-packed masks (1 bit per weight)."""
-    payload = {}
-    for name, mask in masks.items():
-        mask = np.asarray(mask)
-        payload[name] = np.packbits(mask.reshape(-1) > 0)
-        payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **payload)
-    os.replace(tmp, path)
-
-
-def load_mask_file(path):
-    """The ``{layer: float32 0/1 array}`` written by ``save_mask_file``."""
-    with np.load(path) as data:
-        out = {}
-        for key in data.files:
-            if key.endswith(":shape"):
-                continue
-            shape = tuple(int(d) for d in data[key + ":shape"])
-            bits = np.unpackbits(data[key], count=int(np.prod(shape)))
-            out[key] = bits.reshape(shape).astype(np.float32)
-    return out

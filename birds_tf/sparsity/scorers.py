@@ -19,10 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.sparsity.distributions import check_seed, layer_seed
+from birds_tf.utils import checks
+from birds_tf.utils.seeds import layer_seed
 
 SCORERS = ("snip", "grasp", "synflow", "magnitude", "random")
-SCHEDULES = ("exponential", "linear")
+ROUND_SCHEDULES = ("exponential", "linear")
 GRASP_EPS = 1e-10
 
 
@@ -199,7 +200,7 @@ def magnitude_scores(model):
 
 def random_scores(model, seed=0):
     """Standard-normal scores (Synaptic-Flow's ``Rand``), one crc32-seeded stream per layer."""
-    seed = check_seed(seed)
+    seed = checks.seed(seed)
     return {layer.name: np.random.default_rng(layer_seed(seed, layer.name))
             .standard_normal(tuple(layer.kernel.shape))
             for layer in _layers(model)}
@@ -266,14 +267,14 @@ def prune_at_init(model, density, scorer, batches=None, rounds=None, schedule="e
     """
     if scorer not in SCORERS:
         raise ValueError(f"Unknown scorer {scorer!r}; allowed: {list(SCORERS)}.")
-    density = masks_lib.validate_density(density)
+    density = checks.density(density)
     if rounds is None:
         rounds = 100 if scorer == "synflow" else 1
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}.")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {schedule!r}; allowed: {list(SCHEDULES)}.")
-    seed = check_seed(seed)
+    if schedule not in ROUND_SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}; allowed: {list(ROUND_SCHEDULES)}.")
+    seed = checks.seed(seed)
     if scorer in ("snip", "grasp"):
         batches = _as_batches(batches, f"prune_at_init(scorer={scorer!r})")
     _layers(model)

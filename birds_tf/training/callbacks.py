@@ -4,21 +4,16 @@ They share one ``logs`` dict per epoch (Keras passes the same object down the li
 evaluation callback must come first; everything after it (sparsity rules, TensorBoard, the CSV)
 sees the validation and test figures.
 """
-import csv
-import json
 import os
+import time
 
 import keras
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.sparsity.masks import load_mask_file, save_mask_file  # noqa: F401 (re-export)
-from birds_tf.training import evaluation
-from birds_tf.utils import files
-from birds_tf.utils.files import read_metrics_csv  # noqa: F401 (re-export)
-
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_ra", "val_sa", "val_ra", "val_robust_loss",
-                  "test_sa", "test_ra", "test_robust_loss", "density", "seconds")
+from birds_tf.training import epoch_eval, resume
+from birds_tf.training.optimizer import current_lr
+from birds_tf.utils import records
 
 
 def scalar(value, default=np.nan):
@@ -28,17 +23,10 @@ def scalar(value, default=np.nan):
     return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
 
 
-def current_lr(optimizer):
-    lr = optimizer.learning_rate
-    if callable(getattr(optimizer, "_learning_rate", None)):
-        lr = optimizer._learning_rate(optimizer.iterations)
-    return float(np.asarray(lr))
-
-
 class EpochEvaluation(keras.callbacks.Callback):
     """Validation and test SA / PGD-20 RA / robust loss after every epoch."""
 
-    def __init__(self, splits, attack=evaluation.EVAL_ATTACK, strategy=None, with_test=True,
+    def __init__(self, splits, attack=epoch_eval.EVAL_ATTACK, strategy=None, with_test=True,
                  seed=0):
         super().__init__()
         self.seed = seed
@@ -55,7 +43,7 @@ class EpochEvaluation(keras.callbacks.Callback):
 
     def evaluator(self):
         if self._evaluator is None:
-            self._evaluator = evaluation.SplitEvaluator(self.model.net, self.attack,
+            self._evaluator = epoch_eval.SplitEvaluator(self.model.net, self.attack,
                                                         self.strategy, self.seed)
         return self._evaluator
 
@@ -88,11 +76,9 @@ class MetricsWriter(keras.callbacks.Callback):
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        import time
         self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
         logs = dict(logs or {})
         row = {"epoch": epoch + 1 + self.epoch_offset}
         if self.stage is not None:
@@ -109,27 +95,7 @@ class MetricsWriter(keras.callbacks.Callback):
             row["density"] = 1.0
         row["seconds"] = time.time() - (self._start or time.time())
         self.history.append(row)
-        write_metrics_csv(self.path, self.history)
-
-
-def write_rows_csv(path, rows, leading=()):
-    """Rows of dicts to CSV (``leading`` columns first, then first-seen order), atomically."""
-    columns = list(leading)
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
-
-
-def write_metrics_csv(path, history):
-    write_rows_csv(path, history, METRIC_COLUMNS)
+        records.write_metrics_csv(self.path, self.history)
 
 
 class BestAndFinalModels(keras.callbacks.Callback):
@@ -150,12 +116,8 @@ class BestAndFinalModels(keras.callbacks.Callback):
         val_ra = float(logs.get("val_ra", -1.0))
         if self.save_best and val_ra > self.best_val_ra:
             self.best_val_ra = val_ra
-            files.atomic_save_model(self.model.net, os.path.join(self.directory, "best.keras"))
-        files.atomic_save_model(self.model.net, os.path.join(self.directory, "final.keras"))
-
-
-def write_json(path, payload):
-    files.atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float))
+            records.atomic_save_model(self.model.net, os.path.join(self.directory, "best.keras"))
+        records.atomic_save_model(self.model.net, os.path.join(self.directory, "final.keras"))
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -174,7 +136,6 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        from birds_tf.training import resume
         resume.fault_point("step", self.epoch + 1, batch + 1)
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(scalar(loss)):
@@ -202,7 +163,7 @@ class MaskHistory(keras.callbacks.Callback):
 
     def _save(self, epoch):
         net = getattr(self.model, "net", self.model)
-        save_mask_file(os.path.join(self.directory, f"epoch_{epoch:03d}.npz"),
+        records.save_mask_file(os.path.join(self.directory, f"epoch_{epoch:03d}.npz"),
                        masks_lib.get_masks(net))
 
     def on_train_begin(self, logs=None):

@@ -13,14 +13,12 @@ student (with the student's plain cross-entropy, as the reference's attack). A t
 ``KnowledgeDistillation``), a ``.keras`` file, or a SavedModel folder written by
 ``launch.export`` (``serve`` signature on [0, 1] images -> logits).
 
-Switch it on with ``KnowledgeDistillation.enabled = True`` (see ``birds_tf.training.smoothing``);
+Switch it on with ``KnowledgeDistillation.enabled = True`` (see ``birds_tf.experiment.smoothing``);
 it applies to the main PGD-AT stage of any method. Pre-training stages of multi-stage methods
 (Robust Bird stage 1, OMP pre-training, IWI) keep the plain loss.
 """
-import math
 import os
 
-import gin
 import keras
 import tensorflow as tf
 
@@ -151,102 +149,3 @@ class DistillationModel(AdversarialModel):
         for teacher, weight in self._kd_teachers:
             loss += weight * kd_loss(logits, teacher(x_adv), self.temperature)
         return loss
-
-
-@gin.configurable
-class KnowledgeDistillation:
-    """Gin settings of the KD term (weights and temperature default to the reference's).
-
-    A teacher given as a workdir is read from ``checkpoints/<teacher_*_checkpoint>.keras``: the
-    PGD teacher's ``best`` (highest validation RA, the early-stopped model), the standard
-    teacher's ``final`` (its validation RA is ~0 at every epoch, so "best by RA" would pick an
-    arbitrary epoch). A ``.keras`` file or SavedModel folder is used as it is.
-    """
-
-    def __init__(self, enabled=False, teacher_std=None, teacher_adv=None,
-                 teacher_std_checkpoint="final", teacher_adv_checkpoint="best", ce_weight=0.3,
-                 std_weight=0.1, adv_weight=0.6, temperature=2.0):
-        self.enabled = enabled
-        self.teacher_std = teacher_std
-        self.teacher_adv = teacher_adv
-        self.teacher_std_checkpoint = teacher_std_checkpoint
-        self.teacher_adv_checkpoint = teacher_adv_checkpoint
-        self.ce_weight = ce_weight
-        self.std_weight = std_weight
-        self.adv_weight = adv_weight
-        self.temperature = temperature
-        self.teachers = None
-
-    def validate(self):
-        """Values and paths, before any data is loaded."""
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"KnowledgeDistillation.enabled must be True or False, got "
-                             f"{self.enabled!r}.")
-        if not self.enabled:
-            return self
-        for name in ("ce_weight", "std_weight", "adv_weight"):
-            value = getattr(self, name)
-            if not _finite_number(value) or value < 0:
-                raise ValueError(f"KnowledgeDistillation.{name} must be a number >= 0, got "
-                                 f"{value!r}.")
-        if self.ce_weight + self.std_weight + self.adv_weight <= 0:
-            raise ValueError("KnowledgeDistillation weights are all 0: nothing to train on.")
-        if not _finite_number(self.temperature) or self.temperature <= 0:
-            raise ValueError(f"KnowledgeDistillation.temperature must be > 0, got "
-                             f"{self.temperature!r}.")
-        for role in self._roles():
-            resolve_teacher_path(getattr(self, role), getattr(self, role + "_checkpoint"), role)
-        return self
-
-    def _roles(self):
-        return [role for role, w in (("teacher_std", self.std_weight),
-                                     ("teacher_adv", self.adv_weight)) if w > 0]
-
-    def load(self, splits, strategy=None):
-        """Load the teachers and check them against the data; returns ``[(teacher, weight)]``."""
-        weights = {"teacher_std": self.std_weight, "teacher_adv": self.adv_weight}
-        self.teachers = {}
-        for role in self._roles():
-            teacher = load_teacher(getattr(self, role), getattr(self, role + "_checkpoint"),
-                                   role, strategy)
-            check_teacher(teacher, splits.num_classes, splits.input_shape, role)
-            self.teachers[role] = teacher
-        return [(self.teachers[r], weights[r]) for r in self._roles()]
-
-    def trainer_factory(self, splits, strategy=None):
-        """A ``trainer_cls`` for ``Experiment.make_trainer`` that distils from the teachers."""
-        teachers = self.load(splits, strategy)
-        ce_weight, temperature = self.ce_weight, self.temperature
-
-        def make(net, train_attack=None, seed=None, **kwargs):
-            return DistillationModel(net, train_attack, seed=seed, teachers=teachers,
-                                     ce_weight=ce_weight, temperature=temperature, **kwargs)
-
-        return make
-
-    def results(self, num_train=None, epochs=None):
-        """Settings and teachers; with ``num_train`` and ``epochs``, also the FLOPs of the teachers'
-        forward passes during training (not in ``training_flops``, which counts the student)."""
-        if not self.enabled:
-            return {"kd": False}
-        flops_per_example = None
-        if self.teachers and all(t.net is not None for t in self.teachers.values()):
-            from birds_tf.metrics import flops
-            flops_per_example = sum(flops.count(t.net).flops for t in self.teachers.values())
-        return {"kd": True, "kd_ce_weight": float(self.ce_weight),
-                "kd_std_weight": float(self.std_weight),
-                "kd_adv_weight": float(self.adv_weight),
-                "kd_temperature": float(self.temperature),
-                "kd_teacher_std": self._source("teacher_std"),
-                "kd_teacher_adv": self._source("teacher_adv"),
-                "kd_teacher_forward_flops": None if flops_per_example is None or not num_train
-                else float(flops_per_example) * num_train * epochs}
-
-    def _source(self, role):
-        teacher = (self.teachers or {}).get(role)
-        return teacher.source if teacher is not None else getattr(self, role)
-
-
-def _finite_number(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))

@@ -5,6 +5,7 @@ uses ``torch.optim.SGD``: ``buf = m*buf + (g + wd*w); w -= lr*buf``. The two dif
 learning-rate drop, so results only match the paper's recipe with this optimizer.
 """
 import keras
+import numpy as np
 from keras import ops
 
 from birds_tf.utils.optimizer_slots import momentum_buffer  # noqa: F401 (re-export)
@@ -75,3 +76,15 @@ class MultiStepLR(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return dict(base_lr=self.base_lr, milestones=self.milestones,
                     steps_per_epoch=self.steps_per_epoch, gamma=self.gamma)
+
+
+def current_lr(optimizer):
+    """The rate ``optimizer`` applies at its current iteration (its schedule evaluated there).
+
+    Why here: Keras keeps the schedule call private (``_learning_rate``); one helper next to the
+    optimizer is the only place that reaches for it.
+    """
+    lr = optimizer.learning_rate
+    if callable(getattr(optimizer, "_learning_rate", None)):
+        lr = optimizer._learning_rate(optimizer.iterations)
+    return float(np.asarray(lr))

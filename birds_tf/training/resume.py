@@ -12,7 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
-from birds_tf.utils import files
+from birds_tf.utils import records
 
 
 def _dir(exp):
@@ -37,7 +37,7 @@ def in_main_stage(state):
 
 
 def save_state(exp, state):
-    files.atomic_write_text(_state_path(exp), json.dumps(state, indent=1, default=float))
+    records.atomic_write_text(_state_path(exp), json.dumps(state, indent=1, default=float))
 
 
 def _checkpoint(model):
@@ -91,9 +91,18 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
 
 def callback_state(state, callback):
+    """The saved ``get_state()`` of ``callback`` (by class name), or ``None``."""
     if not state:
         return None
     return state.get("callbacks", {}).get(type(callback).__name__)
+
+
+def restore_callback(state, callback):
+    """``callback.set_state`` from a resume ``state`` when it holds one; returns ``callback``."""
+    saved = callback_state(state, callback)
+    if saved is not None:
+        callback.set_state(saved)
+    return callback
 
 
 def fault_point(where, epoch, step=None):

@@ -28,22 +28,21 @@ import glob
 import os
 import re
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
 from birds_tf.metrics import protocol
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import evaluation
-from birds_tf.utils import files
+from birds_tf.training import epoch_eval
+from birds_tf.utils import records
 
 LOG_KEYS = ("swa_val_sa", "swa_val_ra", "swa_val_robust_loss", "swa_test_sa", "swa_test_ra",
             "swa_test_robust_loss")
 
 
 def batch_norm_layers(net):
-    return [layer for layer in masks_lib._walk(net)
+    return [layer for layer in masks_lib.walk_layers(net)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
@@ -149,7 +148,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     """
 
     def __init__(self, net, start_epoch, bn_data, val=None, test=None,
-                 attack=evaluation.EVAL_ATTACK, strategy=None, seed=0, directory=None,
+                 attack=epoch_eval.EVAL_ATTACK, strategy=None, seed=0, directory=None,
                  build_net=None):
         super().__init__()
         if not isinstance(start_epoch, int) or isinstance(start_epoch, bool) or start_epoch < 1:
@@ -189,7 +188,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     def evaluator(self):
         if self._evaluator is None:
-            self._evaluator = evaluation.SplitEvaluator(self.swa_net, self.attack,
+            self._evaluator = epoch_eval.SplitEvaluator(self.swa_net, self.attack,
                                                         self.strategy, self.seed)
         return self._evaluator
 
@@ -217,11 +216,11 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     def _save(self, epoch, val_ra):
         os.makedirs(self.directory, exist_ok=True)
-        files.atomic_save_model(self.swa_net, os.path.join(self.directory, "swa.keras"))
+        records.atomic_save_model(self.swa_net, os.path.join(self.directory, "swa.keras"))
         if val_ra is not None and float(val_ra) > self.best_val_ra:
             self.best_val_ra = float(val_ra)
             self.best_epoch = epoch
-            files.atomic_save_model(self.swa_net, os.path.join(self.directory, "swa_best.keras"))
+            records.atomic_save_model(self.swa_net, os.path.join(self.directory, "swa_best.keras"))
         resume_dir = os.path.join(self.directory, "swa_resume")
         os.makedirs(resume_dir, exist_ok=True)
         path = os.path.join(resume_dir, f"epoch_{epoch:04d}.weights.h5")
@@ -274,28 +273,3 @@ def _present(value):
         return value is not None and not np.isnan(float(value))
     except (TypeError, ValueError):
         return False
-
-
-@gin.configurable
-class SWA:
-    """Gin settings: ``SWA.enabled = True`` and ``SWA.start_epoch`` (1-based, reference 56)."""
-
-    def __init__(self, enabled=False, start_epoch=56):
-        self.enabled = enabled
-        self.start_epoch = start_epoch
-        self.callback = None
-
-    def validate(self, epochs):
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"SWA.enabled must be True or False, got {self.enabled!r}.")
-        if not self.enabled:
-            return self
-        if not isinstance(self.start_epoch, int) or isinstance(self.start_epoch, bool) or \
-                self.start_epoch < 1:
-            raise ValueError(f"SWA.start_epoch must be an integer >= 1 (1-based epoch), got "
-                             f"{self.start_epoch!r}.")
-        if self.start_epoch > epochs:
-            raise ValueError(f"SWA.start_epoch {self.start_epoch} is beyond the last epoch "
-                             f"({epochs}): nothing would be averaged. Lower it or raise "
-                             "train_eval.epochs.")
-        return self

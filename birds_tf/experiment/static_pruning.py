@@ -24,8 +24,6 @@ Masks are chosen once, before the main stage; on resume (``state['stage'] == 'ma
 rebuilt with all-ones masks and the checkpoint restores the chosen ones, so nothing is recomputed.
 What the results need from the pruning step is kept in ``pruning.json`` in the workdir.
 """
-import json
-import os
 
 import gin
 import numpy as np
@@ -34,40 +32,28 @@ from birds_tf import models as models_lib
 from birds_tf.models import small_dense as small_dense_lib
 from birds_tf.sparsity import distributions, gradual, magnitude, scorers
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import methods, resume, stages
-from birds_tf.training.callbacks import write_json
+from birds_tf.experiment import method, stages
+from birds_tf.training import resume
+from birds_tf.utils import checks
 
 
-def _require_sparsity(config):
-    if not config.sparsity > 0:
-        raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
-                         f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
-
-
-def _check_int(name, value, minimum):
-    return stages.check_epochs(name, value, minimum)
-
-
-class StaticMask(methods.Method):
+class StaticMask(method.Method):
     """Base: choose the mask once in ``make_masks``, then train it with the plain PGD-AT stage."""
 
     sparse = True
+    info_file = "pruning.json"
 
     def __init__(self, config):
         super().__init__(config)
-        _require_sparsity(config)
-        self.info = None
+        checks.target_sparsity(config)
 
     @property
     def density(self):
         return 1.0 - self.config.sparsity
 
-    def _info_path(self, exp):
-        return exp.path("pruning.json")
-
     def prepare(self, exp, state):
         if resume.in_main_stage(state):
-            self._load_info(exp)
+            self.load_info(exp)
             net = self.build(exp)
             return net, exp.make_trainer(net)
         net = self.make_masks(exp)
@@ -78,14 +64,8 @@ class StaticMask(methods.Method):
             info["density_initial"] = masks_lib.global_density(net)
         except ValueError:
             pass
-        self.info = info
-        write_json(self._info_path(exp), info)
+        self.save_info(exp, info)
         return net, exp.make_trainer(net)
-
-    def _load_info(self, exp):
-        if os.path.exists(self._info_path(exp)):
-            with open(self._info_path(exp)) as f:
-                self.info = json.load(f)
 
     def build(self, exp):
         return exp.build_net()
@@ -97,10 +77,6 @@ class StaticMask(methods.Method):
     def describe(self, exp, net):
         return {}
 
-    def results(self, exp, model):
-        if self.info is None:
-            self._load_info(exp)
-        return dict(self.info or {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,12 +92,12 @@ class RandomPruning(StaticMask):
     def __init__(self, config, distribution=None, init_seed=None):
         super().__init__(config)
         distribution = distribution or self.default_distribution
-        allowed = tuple(d for d in distributions.METHODS if d != "snip")
+        allowed = tuple(d for d in distributions.DISTRIBUTIONS if d != "snip")
         if distribution not in allowed:
             raise ValueError(f"Unknown sparsity distribution {distribution!r}; allowed: "
                              f"{allowed}.")
         self.distribution = distribution
-        self.init_seed = distributions.check_seed(config.seed if init_seed is None
+        self.init_seed = checks.seed(config.seed if init_seed is None
                                                   else init_seed)
 
     def make_masks(self, exp):
@@ -190,14 +166,12 @@ class PruneAtInit(StaticMask):
         if scorer not in scorers.SCORERS:
             raise ValueError(f"Unknown scorer {scorer!r}; allowed: {list(scorers.SCORERS)}.")
         if rounds is not None:
-            if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or \
-                    rounds < 1:
-                raise ValueError(f"{scorer} rounds must be an integer >= 1, got {rounds!r}.")
-        if schedule not in scorers.SCHEDULES:
+            checks.integer(f"{scorer} rounds", rounds, 1)
+        if schedule not in scorers.ROUND_SCHEDULES:
             raise ValueError(f"Unknown pruning schedule {schedule!r}; allowed: "
-                             f"{list(scorers.SCHEDULES)}.")
-        _check_int("samples_per_class", samples_per_class, 1)
-        _check_int("batch_size", batch_size, 2)
+                             f"{list(scorers.ROUND_SCHEDULES)}.")
+        checks.integer("samples_per_class", samples_per_class, 1)
+        checks.integer("batch_size", batch_size, 2)
         if not float(temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         self.scorer = scorer
@@ -206,7 +180,7 @@ class PruneAtInit(StaticMask):
         self.samples_per_class = int(samples_per_class)
         self.batch_size = int(batch_size)
         self.temperature = float(temperature)
-        self.seed = distributions.check_seed(config.seed if seed is None else seed)
+        self.seed = checks.seed(config.seed if seed is None else seed)
 
     def make_masks(self, exp):
         net = exp.build_net()
@@ -258,8 +232,7 @@ class SynFlow(PruneAtInit):
     name = "synflow"
 
     def __init__(self, config, rounds=100, schedule="exponential", seed=None):
-        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-            raise ValueError(f"SynFlow rounds must be an integer >= 1, got {rounds!r}.")
+        checks.integer("SynFlow rounds", rounds, 1)
         super().__init__(config, scorer="synflow", rounds=rounds, schedule=schedule, seed=seed)
 
 
@@ -284,8 +257,8 @@ class OMP(StaticMask):
                  pretrain_milestones=(100, 150), pretrain_lr=None, pretrain_robust_eval=False):
         super().__init__(config)
         self.pretrain = stages.check_mode(pretrain, "pretrain")
-        self.pretrain_epochs = stages.check_epochs("pretrain_epochs", pretrain_epochs)
-        self.pretrain_milestones = stages.check_milestones(
+        self.pretrain_epochs = checks.integer("pretrain_epochs", pretrain_epochs)
+        self.pretrain_milestones = checks.milestones(
             "pretrain", pretrain_milestones, self.pretrain_epochs, "pretrain_epochs")
         if pretrain_lr is not None and not pretrain_lr > 0:
             raise ValueError(f"pretrain_lr must be > 0, got {pretrain_lr!r}.")
@@ -308,7 +281,7 @@ class OMP(StaticMask):
 
     def describe(self, exp, net):
         last = self._rows[-1] if self._rows else {}
-        # stage1_* are the pre-stage keys the FLOPs accounting reads (dense training).
+        # stage1_* name the dense pre-stage in results.json (``costs`` hands them to FLOPs).
         out = {"pretrain": self.pretrain, "pretrain_epochs": len(self._rows),
                "stage1_epochs_run": len(self._rows),
                "stage1_pgd_steps": stages.attack_steps(self.pretrain, self.config),
@@ -317,12 +290,15 @@ class OMP(StaticMask):
             out["pretrain_final_val_ra"] = last["val_ra"]
         return out
 
+    def costs(self, exp, model):
+        return method.pre_stage_costs(self.load_info(exp))
+
 
 # ---------------------------------------------------------------------------------------------
 # Small Dense
 
 @gin.configurable
-class SmallDense(methods.Method):
+class SmallDense(method.Method):
     """``method='small_dense'``: a narrowed PreActResNet-18 with ~``1 - s`` of its weights.
 
     Trained densely (no masks set); ``results.json`` reports ``param_equivalent_sparsity`` =
@@ -335,7 +311,7 @@ class SmallDense(methods.Method):
 
     def __init__(self, config):
         super().__init__(config)
-        _require_sparsity(config)
+        checks.target_sparsity(config)
         if config.arch not in self.ARCHS:
             raise ValueError(f"small_dense narrows a PreActResNet-18; train_eval.arch must be one "
                              f"of {self.ARCHS}, got {config.arch!r}.")
@@ -370,7 +346,7 @@ def small_dense_report(net, config, splits):
     small = sum(int(np.prod(layer.kernel.shape)) for layer in masks_lib.masked_layers(net))
     width = config.arch_kwargs.get("width", 64)
     full_widths = tuple(int(round(width * m)) for m in (1, 2, 4, 8))
-    full = small_dense_lib._kernel_params(full_widths, splits.input_shape[-1], splits.num_classes)
+    full = small_dense_lib.kernel_params(full_widths, splits.input_shape[-1], splits.num_classes)
     return {"small_dense_params": small, "dense_params": full,
             "param_equivalent_sparsity": 1.0 - small / full,
             "param_equivalent_density": small / full}
@@ -380,7 +356,7 @@ def small_dense_report(net, config, splits):
 # gradual magnitude pruning
 
 @gin.configurable
-class GMP(methods.Method):
+class GMP(method.Method):
     """``method='gmp'``: PGD-AT with tfmot-style gradual magnitude pruning (per layer).
 
     The schedule runs from ``begin_step`` to ``end_step`` (default: the last pruning step at or
@@ -395,13 +371,14 @@ class GMP(methods.Method):
     def __init__(self, config, schedule="polynomial", initial_sparsity=0.0, power=3,
                  begin_step=0, end_step=None, end_fraction=0.75, frequency=100):
         super().__init__(config)
-        _require_sparsity(config)
-        if schedule not in gradual.SCHEDULES:
-            raise ValueError(f"Unknown GMP schedule {schedule!r}; allowed: {gradual.SCHEDULES}.")
-        _check_int("frequency", frequency, 1)
-        _check_int("begin_step", begin_step, 0)
+        checks.target_sparsity(config)
+        if schedule not in gradual.GMP_SCHEDULES:
+            raise ValueError(f"Unknown GMP schedule {schedule!r}; allowed: "
+                             f"{gradual.GMP_SCHEDULES}.")
+        checks.integer("frequency", frequency, 1)
+        checks.integer("begin_step", begin_step, 0)
         if end_step is not None:
-            _check_int("end_step", end_step, begin_step)
+            checks.integer("end_step", end_step, begin_step)
         if not 0.0 < float(end_fraction) <= 1.0:
             raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction!r}.")
         if not 0.0 <= float(initial_sparsity) < 1.0:
@@ -435,9 +412,7 @@ class GMP(methods.Method):
 
     def callbacks(self, exp, model, state):
         self.callback = gradual.GradualMagnitudePruning(self.schedule)
-        saved = resume.callback_state(state, self.callback)
-        if saved is not None:
-            self.callback.set_state(saved)
+        resume.restore_callback(state, self.callback)
         return [self.callback]
 
     def results(self, exp, model):

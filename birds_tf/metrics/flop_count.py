@@ -37,8 +37,13 @@ import os
 import keras
 import numpy as np
 
+from birds_tf.layers.masked import MASKED_LAYER_TYPES
+from birds_tf.layers.normalize import Normalize
+from birds_tf.utils import records
+
 __all__ = ["LayerCount", "Count", "count", "macs_at", "inference_ratio", "training_flops",
-           "paper_training_flops", "results_fields", "CONVENTION"]
+           "paper_training_flops", "results_fields", "CONVENTION", "PreStage", "SparseFineTune",
+           "MaskUpdates", "MethodCosts"]
 
 CONVENTION = ("inference FLOPs = 2 x conv/dense MACs per image (mask-effective, no bias); "
               "training = sum over steps of (2K+3) x F(step) x images, K PGD steps, backward = "
@@ -145,9 +150,6 @@ def _shape(tensor):
 
 
 def _count_node(node, layers, uncounted):
-    from birds_tf.layers.masked import MASKED_LAYER_TYPES
-    from birds_tf.layers.normalize import Normalize
-
     layer = node.operation
     if isinstance(layer, keras.layers.InputLayer) or not node.outputs:
         return
@@ -350,31 +352,88 @@ def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage
 
 # -- results.json ---------------------------------------------------------------------------------
 
-def results_fields(net, history, config, splits, results=None, masks_dir=None):
-    """The FLOPs keys ``experiment.finish`` adds to ``results.json`` for the final ``net``."""
-    results = results or {}
+@dataclasses.dataclass(frozen=True)
+class PreStage:
+    """Dense training before the protocol's run (Robust Bird stage 1, OMP, IWI stage A).
+
+    Args:
+      epochs: epochs it ran (Robust Bird's stop at the ticket).
+      pgd_steps: attack steps per example (0: clean training, 1: Fast-AT).
+    """
+
+    epochs: float = 0
+    pgd_steps: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseFineTune:
+    """A sparse pre-stage (IWI's fine-tuning of the pruned net).
+
+    Args:
+      epochs: epochs it ran.
+      pgd_steps: attack steps per example.
+      densities: ``{layer: density}`` of the fine-tuned net.
+    """
+
+    epochs: float
+    pgd_steps: int
+    densities: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskUpdates:
+    """Flying Bird's mask updates during the run.
+
+    Args:
+      events: ``[{"step", "nnz_before", "nnz_after", ...}]`` in order (``DynamicSparsity.events``).
+      gradient_growth: growth read dense gradients (one extra dense backward per update).
+    """
+
+    events: tuple = ()
+    gradient_growth: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodCosts:
+    """What a method plug-in tells the FLOPs accounting beyond the main run's metric history."""
+
+    pre_stage: PreStage = PreStage()
+    finetune: SparseFineTune = None
+    mask_updates: MaskUpdates = MaskUpdates()
+
+
+def results_fields(net, history, config, splits, costs=None, masks_dir=None):
+    """The FLOPs keys ``train_eval`` adds to ``results.json`` for the final ``net``.
+
+    Args:
+      net: the trained classifier (its masks give the final densities).
+      history: the protocol's metric rows (``metrics.csv``).
+      config: the run's ``Config`` (batch size and training attack).
+      splits: the run's data (``num_train``).
+      costs: the method's ``MethodCosts`` (pre-stages, fine-tuning, mask updates).
+      masks_dir: the workdir's ``masks`` folder (its ``epoch_000.npz`` is the initial mask).
+    """
+    costs = costs or MethodCosts()
     counted = count(net)
     main = [row for row in history if row.get("stage") == history[-1].get("stage")]
     pgd_steps = 0 if config.train_attack().clean else int(config.train_steps)
-    stage1 = float(results.get("stage1_epochs_run", results.get("ticket_epoch", 0)) or 0)
+    stage1 = float(costs.pre_stage.epochs or 0)
+    stage1_pgd = int(costs.pre_stage.pgd_steps or 0)
     initial = None
     if masks_dir and os.path.exists(os.path.join(masks_dir, "epoch_000.npz")):
-        from birds_tf.sparsity.masks import load_mask_file
         initial = {name: float(mask.mean()) for name, mask in
-                   load_mask_file(os.path.join(masks_dir, "epoch_000.npz")).items()}
+                   records.load_mask_file(os.path.join(masks_dir, "epoch_000.npz")).items()}
     finetune = {}
-    if results.get("finetune_densities"):  # IWI's sparse fine-tuning of the pruned net
-        finetune = dict(finetune_epochs=float(results.get("finetune_epochs_run", 0) or 0),
-                        finetune_pgd_steps=int(results.get("finetune_pgd_steps", 0) or 0),
+    if costs.finetune is not None:
+        finetune = dict(finetune_epochs=float(costs.finetune.epochs or 0),
+                        finetune_pgd_steps=int(costs.finetune.pgd_steps or 0),
                         finetune_densities={k: float(v) for k, v in
-                                            results["finetune_densities"].items()})
+                                            costs.finetune.densities.items()})
     measured = training_flops(
         counted, main, splits.num_train, config.batch_size, pgd_steps,
-        events=results.get("mask_update_events"),
-        gradient_growth=results.get("growth") == "gradient", stage1_epochs=stage1,
-        stage1_pgd_steps=int(results.get("stage1_pgd_steps", 0) or 0),
-        initial_densities=initial, **finetune)
-    stage1_pgd = int(results.get("stage1_pgd_steps", 0) or 0)
+        events=list(costs.mask_updates.events),
+        gradient_growth=costs.mask_updates.gradient_growth, stage1_epochs=stage1,
+        stage1_pgd_steps=stage1_pgd, initial_densities=initial, **finetune)
     paper = paper_training_flops(
         counted.flops, splits.num_train, len(main), pgd_steps, stage1, counted.flops_dense,
         stage1_pgd, finetune.get("finetune_epochs", 0),

@@ -21,11 +21,11 @@ momentum assignments reach every replica identically.
 import collections
 import math
 
-import gin
 import keras
 import numpy as np
 
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils.checks import integer as _check_int
 
 GROWTH_MODES = ("gradient", "random")
 PRUNE_TIES = ("exact", "threshold")
@@ -186,7 +186,6 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
             restart.reshape(shape))
 
 
-@gin.configurable
 class DynamicSparsity(keras.callbacks.Callback):
     """Flying Bird (``plus=False``) or Flying Bird+ (``plus=True``) mask updates during ``fit``.
 
@@ -297,10 +296,7 @@ class DynamicSparsity(keras.callbacks.Callback):
     # -- Keras hooks ------------------------------------------------------------------------------
     def set_model(self, model):
         super().set_model(model)
-        self._layers = masks_lib.masked_layers(getattr(model, "net", model))
-        if not self._layers:
-            raise ValueError("DynamicSparsity found no masked layers; build the model from "
-                             "birds_tf.models or convert it with birds_tf.sparsify(model).")
+        self._layers = masks_lib.require_masked_layers(model, "DynamicSparsity")
         if self.growth == "gradient":
             if not hasattr(model, "enable_dense_gradients"):
                 raise ValueError("Gradient growth needs dense gradients from the training step: "
@@ -393,8 +389,3 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.updates = int(state["updates"])
         self.t_start = state.get("t_start", self.t_start)
         self._rng.bit_generator.state = state["rng"]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

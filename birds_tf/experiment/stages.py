@@ -22,9 +22,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from birds_tf.training import evaluation
+from birds_tf.training import epoch_eval
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
-from birds_tf.training.callbacks import write_rows_csv
+from birds_tf.training.optimizer import current_lr
+from birds_tf.utils.records import write_rows_csv
 
 MODES = ("sgd", "pgd", "fast")
 FAST_STEP_FACTOR = 1.25
@@ -34,21 +35,6 @@ def check_mode(mode, name="stage1"):
     if mode not in MODES:
         raise ValueError(f"Unknown {name} training mode {mode!r}; allowed: {MODES}.")
     return mode
-
-
-def check_epochs(name, value, minimum=1):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def check_milestones(name, milestones, epochs, epochs_name):
-    milestones = tuple(milestones)
-    for m in milestones:
-        if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or not 0 < m <= epochs:
-            raise ValueError(f"{name} milestone {m!r} is outside 1..{epochs_name} ({epochs}); "
-                             "drop it or raise the epochs.")
-    return tuple(int(m) for m in milestones)
 
 
 def stage_attack(mode, config):
@@ -138,14 +124,13 @@ class PreStageLog(keras.callbacks.Callback):
         self._lr = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        from birds_tf.training.callbacks import current_lr
         self._start = time.time()
         self._lr = current_lr(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         if self._clean is None:
-            self._clean = evaluation.SplitEvaluator(
+            self._clean = epoch_eval.SplitEvaluator(
                 self.model.net, AttackConfig(eps=0.0, step_size=0.0, steps=0), self.strategy,
                 self.seed)
         row = {"stage": self.stage, "epoch": epoch + 1, "lr": self._lr,
@@ -154,7 +139,7 @@ class PreStageLog(keras.callbacks.Callback):
                "val_sa": self._clean(self.splits.val)["sa"]}
         if self.robust_attack is not None:
             if self._robust is None:
-                self._robust = evaluation.SplitEvaluator(self.model.net, self.robust_attack,
+                self._robust = epoch_eval.SplitEvaluator(self.model.net, self.robust_attack,
                                                          self.strategy, self.seed)
             row["val_ra"] = self._robust(self.splits.val)["ra"]
         for key, value in logs.items():

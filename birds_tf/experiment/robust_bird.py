@@ -32,130 +32,35 @@ against each of the older ones.
 If no ticket emerges within ``stage1_epochs``, the last epoch's weights give the ticket and
 ``results.json`` says ``ticket_found: false``.
 """
-import collections
-import json
 import logging
-import os
 
 import gin
-import keras
-import numpy as np
 
+from birds_tf.experiment import method, stages
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import methods, resume, stages
-from birds_tf.training.callbacks import write_json
+from birds_tf.sparsity.early_bird import COMPARISONS, EarlyBirdDetector, MaskQueue
+from birds_tf.training import resume
+from birds_tf.utils import checks
 
 REWINDS = ("init", "none")
-COMPARISONS = ("<", "<=")
-DISTANCE_MODES = ("newest", "consecutive")
-
-
-def ticket_emerged(distances, tau, comparison="<"):
-    """The early-bird decision on one set of distances (``None``/empty: queue not yet full).
-
-    ``comparison='<'`` is the paper's ``max(Q) < tau``; ``'<='`` the code's
-    ``if dist > tau: return False``.
-    """
-    if comparison not in COMPARISONS:
-        raise ValueError(f"Unknown comparison {comparison!r}; allowed: {COMPARISONS}.")
-    if not distances:
-        return False
-    worst = max(float(d) for d in distances)
-    return worst < tau if comparison == "<" else worst <= tau
-
-
-class MaskQueue:
-    """The early-bird FIFO. ``put(mask)`` returns the distances once enough masks were seen.
-
-    ``mode='consecutive'`` (Algorithm 1): keeps the last ``length`` distances between consecutive
-    masks. ``mode='newest'`` (released code): keeps the last ``length`` masks; distances are
-    ``[d(newest, q[0]), ..., d(newest, q[length-2])]``, oldest first (``EarlyBird.cal_dist``).
-    """
-
-    def __init__(self, length=5, mode="consecutive"):
-        if mode not in DISTANCE_MODES:
-            raise ValueError(f"Unknown distance_mode {mode!r}; allowed: {DISTANCE_MODES}.")
-        stages.check_epochs("queue_length", length, 2)
-        self.length = int(length)
-        self.mode = mode
-        self.masks = collections.deque(maxlen=self.length if mode == "newest" else 1)
-        self.distances = collections.deque(maxlen=self.length)
-
-    @property
-    def masks_needed(self):
-        """Epochs before the first decision: ``length`` masks (``length + 1`` if consecutive)."""
-        return self.length if self.mode == "newest" else self.length + 1
-
-    @staticmethod
-    def flatten(mask):
-        if isinstance(mask, dict):
-            return np.concatenate([np.asarray(mask[k]).ravel() != 0 for k in mask])
-        return np.asarray(mask).ravel() != 0
-
-    def put(self, mask):
-        flat = self.flatten(mask)
-        if self.mode == "newest":
-            self.masks.append(flat)
-            if len(self.masks) < self.length:
-                return None
-            newest = self.masks[-1]
-            return [magnitude.hamming_distance(newest, old) for old in list(self.masks)[:-1]]
-        if self.masks:
-            self.distances.append(magnitude.hamming_distance(flat, self.masks[-1]))
-        self.masks.append(flat)
-        if len(self.distances) < self.length:
-            return None
-        return list(self.distances)
-
-
-class EarlyBirdDetector(keras.callbacks.Callback):
-    """After every epoch: conv-only early-bird mask, FIFO distances; stops once a ticket emerged."""
-
-    def __init__(self, net, density, tau=0.1, queue_length=5, comparison="<",
-                 distance_mode="consecutive"):
-        super().__init__()
-        self.net = net
-        self.density = float(density)
-        self.tau = float(tau)
-        self.comparison = comparison
-        self.queue = MaskQueue(queue_length, distance_mode)
-        self.history = []
-        self.ticket_epoch = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        mask = magnitude.global_magnitude_masks(self.net, self.density, layer_filter="conv",
-                                                rule="early_bird")
-        distances = self.queue.put(mask)
-        self.history.append({"epoch": epoch + 1, "distances": distances or []})
-        if distances:
-            logs["mask_distance_max"] = max(distances)
-            for i, d in enumerate(distances):
-                logs[f"mask_distance_{i + 1}"] = d
-        if ticket_emerged(distances, self.tau, self.comparison):
-            self.ticket_epoch = epoch + 1
-            self.model.stop_training = True
-            logging.info("Robust Bird: ticket emerged after stage-1 epoch %d (distances %s, "
-                         "tau %s).", epoch + 1, distances, self.tau)
 
 
 @gin.configurable
-class RobustBird(methods.Method):
+class RobustBird(method.Method):
     """``method='rb'``: early-bird ticket from cheap training, then PGD-AT (Algorithm 1)."""
 
     name = "rb"
     sparse = True
+    info_file = "stage1.json"
 
     def __init__(self, config, stage1="sgd", stage1_epochs=200, stage1_milestones=(50, 150),
                  stage1_lr=None, fast_peak_lr=0.2, tau=0.1, comparison="<", queue_length=5,
                  distance_mode="consecutive", rewind="init"):
         super().__init__(config)
-        if not config.sparsity > 0:
-            raise ValueError(f"Method {config.method!r} needs a target sparsity in (0, 1), got "
-                             f"{config.sparsity!r}; set train_eval.sparsity (e.g. 0.8).")
+        checks.target_sparsity(config)
         self.stage1 = stages.check_mode(stage1, "stage1")
-        self.stage1_epochs = stages.check_epochs("stage1_epochs", stage1_epochs)
+        self.stage1_epochs = checks.integer("stage1_epochs", stage1_epochs)
         if stage1_lr is not None and not stage1_lr > 0:
             raise ValueError(f"stage1_lr must be > 0, got {stage1_lr!r}.")
         self.stage1_lr = stage1_lr
@@ -181,25 +86,20 @@ class RobustBird(methods.Method):
                              f"{queue.masks_needed} epochs the early-bird queue needs "
                              f"(queue_length={queue_length!r}, distance_mode={distance_mode!r}); "
                              "no ticket could ever emerge.")
-        self.stage1_milestones = stages.check_milestones("stage1", stage1_milestones,
+        self.stage1_milestones = checks.milestones("stage1", stage1_milestones,
                                                          self.stage1_epochs, "stage1_epochs")
         if rewind not in REWINDS:
             raise ValueError(f"Unknown rewind {rewind!r}; allowed: {REWINDS} ('init' paper, "
                              "'none' released code).")
         self.rewind = rewind
-        self.info = None
         self.theta0 = None
         self.stage1_weights = None
-
-    def _stage1_path(self, exp):
-        return exp.path("stage1.json")
 
     def prepare(self, exp, state):
         density = 1.0 - self.config.sparsity
         if resume.in_main_stage(state):
             # Masks, weights and optimizer come back from the main stage's checkpoint.
-            with open(self._stage1_path(exp)) as f:
-                self.info = json.load(f)
+            self.load_info(exp)
             net = exp.build_net()
             return net, exp.make_trainer(net)
         net = exp.build_net()
@@ -221,7 +121,7 @@ class RobustBird(methods.Method):
         fresh = exp.build_net()
         fresh.set_weights(self.theta0 if self.rewind == "init" else self.stage1_weights)
         masks_lib.set_masks(fresh, ticket)
-        self.info = {
+        self.save_info(exp, {
             "ticket_found": found,
             "ticket_epoch": detector.ticket_epoch if found else len(rows),
             "stage1_epochs_run": len(rows),
@@ -233,12 +133,8 @@ class RobustBird(methods.Method):
             "rewind": self.rewind,
             "ticket_density": masks_lib.global_density(fresh),
             "stage1_final_val_sa": rows[-1]["val_sa"] if rows else None,
-        }
-        write_json(self._stage1_path(exp), self.info)
+        })
         return fresh, exp.make_trainer(fresh)
 
-    def results(self, exp, model):
-        if self.info is None and os.path.exists(self._stage1_path(exp)):
-            with open(self._stage1_path(exp)) as f:
-                self.info = json.load(f)
-        return dict(self.info or {})
+    def costs(self, exp, model):
+        return method.pre_stage_costs(self.load_info(exp))

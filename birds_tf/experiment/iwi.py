@@ -18,23 +18,24 @@ attack) as ``stage_a_test_sa`` / ``stage_a_test_ra``. The main network is dense:
 takes no ``train_eval.sparsity`` (the prune ratio is ``prune_sparsity``). Stage A is not
 checkpointed; a crash during it restarts it on resume.
 """
-import json
-import os
 
 import gin
 import numpy as np
 
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.training import evaluation, methods, resume, stages
-from birds_tf.training.callbacks import write_json
+from birds_tf.experiment import method, stages
+from birds_tf.metrics.flop_count import MethodCosts, SparseFineTune
+from birds_tf.training import epoch_eval, resume
+from birds_tf.utils import checks
 
 
 @gin.configurable
-class InverseWeightsInheritance(methods.Method):
+class InverseWeightsInheritance(method.Method):
     """``method='iwi'``."""
 
     name = "iwi"
+    info_file = "iwi_stage_a.json"
     sparse = False
 
     def __init__(self, config, prune_sparsity=0.8, dense_epochs=200,
@@ -48,25 +49,20 @@ class InverseWeightsInheritance(methods.Method):
         if not ok:
             raise ValueError(f"prune_sparsity must be in (0, 1), got {prune_sparsity!r}.")
         self.prune_sparsity = float(prune_sparsity)
-        self.dense_epochs = stages.check_epochs("dense_epochs", dense_epochs)
-        self.dense_milestones = stages.check_milestones("dense", dense_milestones,
+        self.dense_epochs = checks.integer("dense_epochs", dense_epochs)
+        self.dense_milestones = checks.milestones("dense", dense_milestones,
                                                         self.dense_epochs, "dense_epochs")
-        self.finetune_epochs = stages.check_epochs("finetune_epochs", finetune_epochs)
-        self.finetune_milestones = stages.check_milestones(
+        self.finetune_epochs = checks.integer("finetune_epochs", finetune_epochs)
+        self.finetune_milestones = checks.milestones(
             "finetune", finetune_milestones, self.finetune_epochs, "finetune_epochs")
         if not finetune_lr > 0:
             raise ValueError(f"finetune_lr must be > 0, got {finetune_lr!r}.")
         self.finetune_lr = float(finetune_lr)
-        self.info = None
         self.sparse_net = None
-
-    def _info_path(self, exp):
-        return exp.path("iwi_stage_a.json")
 
     def prepare(self, exp, state):
         if resume.in_main_stage(state):
-            with open(self._info_path(exp)) as f:
-                self.info = json.load(f)
+            self.load_info(exp)
             net = exp.build_net()
             return net, exp.make_trainer(net)
         dense = exp.build_net()
@@ -81,10 +77,10 @@ class InverseWeightsInheritance(methods.Method):
                                             self.finetune_milestones, self.finetune_lr)
         stages.run_pre_stage(exp, trainer, self.finetune_epochs, None, "finetune", log=log)
         self.sparse_net = dense
-        test = evaluation.SplitEvaluator(dense, self.config.eval_attack(), exp.strategy,
+        test = epoch_eval.SplitEvaluator(dense, self.config.eval_attack(), exp.strategy,
                                          self.config.seed)(exp.splits.test)
         net = inherit_inverse(dense, exp.build_net())
-        self.info = {"prune_sparsity": self.prune_sparsity,
+        self.save_info(exp, {"prune_sparsity": self.prune_sparsity,
                      "stage_a_sparsity": 1.0 - masks_lib.global_density(dense),
                      "stage_a_test_sa": test["sa"], "stage_a_test_ra": test["ra"],
                      "dense_epochs": self.dense_epochs, "finetune_epochs": self.finetune_epochs,
@@ -96,15 +92,17 @@ class InverseWeightsInheritance(methods.Method):
                      "finetune_densities": {layer.name: float(np.mean(layer.mask.numpy()))
                                             for layer in masks_lib.masked_layers(dense)},
                      "finetune_lr": self.finetune_lr,
-                     "inherited_nonzero_fraction": _nonzero_fraction(net)}
-        write_json(self._info_path(exp), self.info)
+                     "inherited_nonzero_fraction": _nonzero_fraction(net)})
         return net, exp.make_trainer(net)
 
-    def results(self, exp, model):
-        if self.info is None and os.path.exists(self._info_path(exp)):
-            with open(self._info_path(exp)) as f:
-                self.info = json.load(f)
-        return dict(self.info or {})
+    def costs(self, exp, model):
+        info = self.load_info(exp)
+        if not info:
+            return MethodCosts()
+        return MethodCosts(method.pre_stage_costs(info).pre_stage,
+                           SparseFineTune(info["finetune_epochs_run"],
+                                          info["finetune_pgd_steps"],
+                                          info["finetune_densities"]))
 
 
 def inherit_inverse(sparse_net, dense_net):
@@ -118,7 +116,6 @@ def inherit_inverse(sparse_net, dense_net):
 
 
 def _nonzero_fraction(net):
-    import numpy as np
     nz = total = 0
     for layer in masks_lib.masked_layers(net):
         k = np.asarray(layer.kernel.numpy())

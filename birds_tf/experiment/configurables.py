@@ -1,0 +1,3 @@
+"""Importing this module registers every gin configurable and method plug-in of the library."""
+from birds_tf.experiment import flying_bird, iwi, robust_bird, static_pruning  # noqa: F401
+from birds_tf.experiment import smoothing, train_eval  # noqa: F401 (KD, SWA; train_eval)

@@ -1,0 +1,73 @@
+"""Flying Bird and Flying Bird+ as ``train_eval`` methods: a random sparse init with a layer-wise
+budget (IGQ by default, paper Section 4), then PGD-AT with the ``DynamicSparsity`` callback
+(``birds_tf.sparsity.flying_bird``), whose knobs gin binds as ``DynamicSparsity.*``.
+"""
+import gin
+
+from birds_tf.experiment import method
+from birds_tf.metrics.flop_count import MaskUpdates, MethodCosts
+from birds_tf.sparsity import distributions
+from birds_tf.sparsity import flying_bird as flying_bird_lib
+from birds_tf.training import resume
+from birds_tf.utils import checks
+
+# The mask-update callback with gin bindings applied; ``birds_tf.DynamicSparsity`` stays gin-free.
+DynamicSparsity = gin.external_configurable(flying_bird_lib.DynamicSparsity, "DynamicSparsity")
+
+
+@gin.configurable
+class FlyingBird(method.Method):
+    name = "fb"
+    sparse = True
+    plus = False
+
+    def __init__(self, config, distribution="igq", init_seed=None, snip_batches=1):
+        super().__init__(config)
+        if distribution not in distributions.DISTRIBUTIONS:
+            raise ValueError(f"Unknown sparsity distribution {distribution!r}; allowed: "
+                             f"{distributions.DISTRIBUTIONS}.")
+        checks.target_sparsity(config)
+        # Built once, here, so a bad DynamicSparsity binding fails before any data or model work.
+        self.callback = DynamicSparsity(plus=self.plus)
+        if self.callback.seed is None:
+            # Random growth must differ across runs: unless bound, its seed is the run's.
+            self.callback.set_seed(config.seed)
+        self.distribution = distribution
+        self.init_seed = config.seed if init_seed is None else init_seed
+        self.snip_batches = snip_batches
+        self._running = False
+
+    def prepare(self, exp, state):
+        net = exp.build_net()
+        data = None
+        if self.distribution == "snip":
+            data = list(exp.splits.train.take(self.snip_batches))
+        distributions.init_sparse(net, 1.0 - self.config.sparsity, self.distribution,
+                                  self.init_seed, data=data)
+        return net, exp.make_trainer(net)
+
+    def callbacks(self, exp, model, state):
+        self._running = True
+        return [resume.restore_callback(state, self.callback)]
+
+    def costs(self, exp, model):
+        if not self._running:
+            return MethodCosts()
+        return MethodCosts(mask_updates=MaskUpdates(tuple(self.callback.events),
+                                                    self.callback.growth == "gradient"))
+
+    def results(self, exp, model):
+        if not self._running:
+            return {}
+        cb = self.callback
+        return {"distribution": self.distribution, "mask_updates": cb.updates,
+                "delta_t": cb.delta_t, "delta_t_late": cb.delta_t_late, "growth": cb.growth,
+                "growth_seed": cb.seed, "prune_ties": cb.prune_ties,
+                "reset_regrown": cb.reset_regrown,
+                "mask_update_events": cb.events}
+
+
+@gin.configurable
+class FlyingBirdPlus(FlyingBird):
+    name = "fb_plus"
+    plus = True

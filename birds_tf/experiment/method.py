@@ -1,0 +1,99 @@
+"""Method plug-ins for ``train_eval``: each says how its model is prepared, which callbacks its
+PGD-AT run needs, and what it adds to ``results.json``.
+
+Plug-ins register by name with a lazy "module:Class" path so importing the registry stays cheap.
+"""
+import importlib
+import os
+
+from birds_tf.metrics.flop_count import MethodCosts, PreStage
+from birds_tf.utils import records
+
+_REGISTRY = {
+    "dense": "birds_tf.experiment.method:Dense",
+    "fb": "birds_tf.experiment.flying_bird:FlyingBird",
+    "fb_plus": "birds_tf.experiment.flying_bird:FlyingBirdPlus",
+    "rb": "birds_tf.experiment.robust_bird:RobustBird",
+    "random": "birds_tf.experiment.static_pruning:RandomPruning",
+    "igq": "birds_tf.experiment.static_pruning:IGQPruning",
+    "erk": "birds_tf.experiment.static_pruning:ERKPruning",
+    "omp": "birds_tf.experiment.static_pruning:OMP",
+    "prune_at_init": "birds_tf.experiment.static_pruning:PruneAtInit",
+    "snip": "birds_tf.experiment.static_pruning:SNIP",
+    "grasp": "birds_tf.experiment.static_pruning:GraSP",
+    "synflow": "birds_tf.experiment.static_pruning:SynFlow",
+    "small_dense": "birds_tf.experiment.static_pruning:SmallDense",
+    "gmp": "birds_tf.experiment.static_pruning:GMP",
+    "iwi": "birds_tf.experiment.iwi:InverseWeightsInheritance",
+}
+
+
+def register(name, target):
+    """Add a plug-in: ``target`` is ``"module:Class"``, imported on first use."""
+    _REGISTRY[name] = target
+
+
+def names():
+    return sorted(_REGISTRY)
+
+
+def get(name):
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown method {name!r}; allowed: {names()}.")
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class Method:
+    """Base plug-in: a dense PGD-AT run with no extra callbacks."""
+
+    name = "base"
+    sparse = False
+    # A plug-in whose preparation leaves a JSON record in the workdir (``stage1.json``, ...)
+    # names it here: ``results`` returns it, and a resumed run reads it back instead of
+    # repeating the pre-stage.
+    info_file = None
+
+    def __init__(self, config):
+        self.config = config
+        self.info = None
+        if not self.sparse and config.sparsity:
+            raise ValueError(f"Method {config.method!r} trains a dense model; target sparsity "
+                             f"must be 0, got {config.sparsity!r}.")
+
+    def prepare(self, exp, state):
+        """Build the net (after any pre-training stage) and its trainer."""
+        net = exp.build_net()
+        return net, exp.make_trainer(net)
+
+    def callbacks(self, exp, model, state):
+        return []
+
+    def save_info(self, exp, info):
+        self.info = dict(info)
+        records.write_json(exp.path(self.info_file), self.info)
+
+    def load_info(self, exp):
+        """The record (read from the workdir when this process did not make it); ``{}``."""
+        if self.info is None and self.info_file and os.path.exists(exp.path(self.info_file)):
+            self.info = records.read_json(exp.path(self.info_file))
+        return dict(self.info or {})
+
+    def results(self, exp, model):
+        """Method-specific ``results.json`` fields (settings, tickets, events)."""
+        return self.load_info(exp)
+
+    def costs(self, exp, model):
+        """The ``MethodCosts`` (pre-stages, fine-tuning, mask updates) the FLOPs accounting
+        adds to the main run; called after ``results``."""
+        return MethodCosts()
+
+
+class Dense(Method):
+    name = "dense"
+
+
+def pre_stage_costs(info):
+    """The dense pre-stage a plug-in's record names (``stage1_epochs_run``, ``stage1_pgd_steps``,
+    the ``results.json`` keys) as ``MethodCosts``."""
+    return MethodCosts(PreStage(info.get("stage1_epochs_run", 0), info.get("stage1_pgd_steps", 0)))

@@ -1,0 +1,401 @@
+"""The one gin-configurable experiment: build data and model, run a method's PGD-AT, report.
+
+Every method (dense, Flying Bird(+), Robust Bird, static baselines) is a plug-in from
+``birds_tf.experiment.method``; this function owns what they share: validation before work, the
+workdir contract (``operative_config.gin``, ``config.json``, ``metrics.csv``, TensorBoard logs,
+best/final models, a resumable checkpoint, ``results.json``) and the paper's evaluation protocol.
+
+``Config`` is the one source of the run's settings and their defaults. Gin binds its fields as
+``train_eval.<field>`` (``Config`` is registered under that name), so ``train_eval`` itself only
+takes what is not a setting: the workdir, the strategy and the console verbosity.
+"""
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+
+import gin
+import keras
+import tensorflow as tf
+from gin import config_parser
+
+from birds_tf import data as data_lib
+from birds_tf import models as models_lib
+from birds_tf.attacks import pgd
+from birds_tf.experiment import method as method_lib
+from birds_tf.experiment import smoothing
+from birds_tf.metrics import flop_count, protocol
+from birds_tf.sparsity import masks as masks_lib
+from birds_tf.training import callbacks as cb
+from birds_tf.training import epoch_eval, resume
+from birds_tf.training.adversarial import BN_MODES, AdversarialModel, AttackConfig
+from birds_tf.training.optimizer import MultiStepLR, TorchSGD
+from birds_tf.utils import checks, records
+from birds_tf.utils import workdir as workdir_lib
+
+MIXED_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything ``train_eval`` was asked to do, validated before any work starts.
+
+    Gin binds every field as ``train_eval.<field>`` (e.g. ``train_eval.epochs = 200``).
+
+    Args:
+      method: the plug-in (``experiment.method.names()``): ``'dense'``, ``'fb'``, ``'fb_plus'``,
+        ``'rb'``, the static baselines, ``'gmp'``, ``'iwi'``.
+      dataset, data_dir: the data (``birds_tf.data.DATASETS``) and where its files are.
+      arch, arch_kwargs: the architecture (``birds_tf.models.names()``) and its options.
+      epochs, batch_size, eval_batch_size: the protocol's PGD-AT run.
+      lr, momentum, weight_decay, milestones, gamma: SGD with a multi-step schedule.
+      train_eps, train_step_size, train_steps, attack_bn_mode: the training PGD attack.
+      eval_eps, eval_step_size, eval_steps: the evaluation PGD attack (PGD-20).
+      sparsity: the target sparsity of sparse methods (0 for dense ones).
+      seed: the run's seed (data split, init, masks, attacks).
+      max_train, max_eval: truncate the splits (smoke runs).
+      jit_compile, mixed_precision: XLA and the Keras mixed-precision policy.
+      rgg_eval: measure the train RA of the final model for the robust generalization gap.
+      augment: training augmentation (False for the CPU-size offline scale, gin/offline.gin).
+    """
+
+    method: str = "dense"
+    dataset: str = "digits"
+    data_dir: str = None
+    arch: str = "preact_resnet18"
+    arch_kwargs: dict = None
+    epochs: int = 200
+    batch_size: int = 128
+    eval_batch_size: int = None
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple = (100, 150)
+    gamma: float = 0.1
+    train_eps: float = 8 / 255
+    train_step_size: float = 2 / 255
+    train_steps: int = 10
+    attack_bn_mode: str = "train"
+    eval_eps: float = 8 / 255
+    eval_step_size: float = 2 / 255
+    eval_steps: int = 20
+    sparsity: float = 0.0
+    seed: int = 1
+    max_train: int = None
+    max_eval: int = None
+    jit_compile: bool = False
+    mixed_precision: str = None
+    rgg_eval: bool = True
+    augment: bool = True
+
+    def __post_init__(self):
+        # Gin and JSON hand lists; the settings are plain values either way.
+        self.arch_kwargs = dict(self.arch_kwargs or {})
+        if isinstance(self.milestones, list):
+            self.milestones = tuple(self.milestones)
+
+    def validate(self):
+        if self.method not in method_lib.names():
+            raise ValueError(f"Unknown method {self.method!r}; allowed: "
+                             f"{method_lib.names()}.")
+        if self.dataset not in data_lib.DATASETS:
+            raise ValueError(f"Unknown dataset {self.dataset!r}; allowed: {data_lib.DATASETS}.")
+        if self.arch not in models_lib.names():
+            raise ValueError(f"Unknown architecture {self.arch!r}; allowed: "
+                             f"{models_lib.names()}.")
+        checks.integer("epochs", self.epochs)
+        checks.integer("batch_size", self.batch_size)
+        if self.eval_batch_size is not None:
+            checks.integer("eval_batch_size", self.eval_batch_size)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}.")
+        self.milestones = checks.milestones("Learning-rate", self.milestones, self.epochs,
+                                            "epochs")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"Target sparsity must be in [0, 1), got {self.sparsity!r} "
+                             "(0.8 means 80% of the weights pruned).")
+        if self.attack_bn_mode not in BN_MODES:
+            raise ValueError(f"attack_bn_mode must be one of {BN_MODES}, got "
+                             f"{self.attack_bn_mode!r}.")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be True or False, got {self.augment!r}.")
+        if self.mixed_precision not in MIXED_POLICIES:
+            raise ValueError(f"mixed_precision must be one of {MIXED_POLICIES}, got "
+                             f"{self.mixed_precision!r}.")
+        # Attack settings raise with the offending value themselves; PGD-AT needs >= 1 step.
+        pgd.validate(self.train_eps, self.train_step_size, self.train_steps)
+        pgd.validate(self.eval_eps, self.eval_step_size, self.eval_steps)
+        self.train_attack()
+        self.eval_attack()
+        return self
+
+    def train_attack(self):
+        return AttackConfig(self.train_eps, self.train_step_size, self.train_steps,
+                            True, self.attack_bn_mode)
+
+    def eval_attack(self):
+        return AttackConfig(self.eval_eps, self.eval_step_size, self.eval_steps, True, "eval")
+
+    def as_dict(self):
+        """Plain JSON-able values (the ``config.json`` record)."""
+        out = dataclasses.asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, values):
+        """A ``Config`` from recorded values; names it does not know are ignored (a newer or
+        older record), unset fields keep their defaults."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in fields})
+
+    @classmethod
+    def from_workdir(cls, workdir):
+        """The settings a ``launch.train`` workdir was trained with.
+
+        Read from ``config.json`` (written at train time); workdirs from before it existed are
+        read from ``operative_config.gin`` (else ``config.gin``) with gin's own parser, taking
+        the ``train_eval.*`` bindings with literal values.
+        """
+        workdir = workdir_lib.check(workdir, ())
+        path = os.path.join(workdir, CONFIG_RECORD)
+        if os.path.exists(path):
+            return cls.from_dict(records.read_json(path))
+        path = os.path.join(workdir, "operative_config.gin")
+        if not os.path.exists(path):
+            path = os.path.join(workdir_lib.check(workdir, ("config.gin",)), "config.gin")
+        with open(path) as f:
+            return cls.from_dict(_train_eval_bindings(f.read()))
+
+
+CONFIG_RECORD = "config.json"
+# ``train_eval.<field>`` in gin: the registered constructor of ``Config``.
+_ConfigFromGin = gin.external_configurable(Config, "train_eval",
+                                           module="birds_tf.experiment.train_eval")
+
+
+class _LiteralsOnly(config_parser.ParserDelegate):
+    """Parses a gin file without touching gin's global state; references read as ``None``."""
+
+    def configurable_reference(self, scoped_name, evaluate):
+        return None
+
+    def macro(self, name):
+        return None
+
+
+def _train_eval_bindings(text):
+    values = {}
+    for statement in config_parser.ConfigParser(text, _LiteralsOnly()):
+        if not isinstance(statement, config_parser.BindingStatement) or statement.scope:
+            continue
+        if statement.selector.split(".")[-1] == "train_eval" and statement.value is not None:
+            values[statement.arg_name] = statement.value
+    return values
+
+
+def configured():
+    """The ``Config`` gin's current bindings give (``train_eval.*``), validated."""
+    return _ConfigFromGin().validate()
+
+
+class Experiment:
+    """Shared state handed to method plug-ins: data, the model factory, and the trainer."""
+
+    def __init__(self, config, workdir, strategy, splits, smooth=None, trainer_cls=None):
+        """
+        Args:
+          config: the validated ``Config``.
+          workdir: where the run writes (created by ``train_eval``).
+          strategy: the ``tf.distribute`` strategy models are built under.
+          splits: the data (``birds_tf.data.get_dataset``).
+          smooth: the KD / SWA add-ons (``smoothing.Smoothing``); ``None``: neither.
+          trainer_cls: the main stage's trainer (distilling when KD is on); ``None``: the plain
+            ``AdversarialModel``.
+        """
+        self.config = config
+        self.workdir = workdir
+        self.strategy = strategy
+        self.splits = splits
+        self.history = []
+        self.smoothing = smooth if smooth is not None else smoothing.Smoothing.disabled()
+        self.trainer_cls = trainer_cls or AdversarialModel
+
+    # Model and trainer factories, so multi-stage methods build fresh ones the same way.
+    def build_net(self, **overrides):
+        kwargs = dict(num_classes=self.splits.num_classes, input_shape=self.splits.input_shape,
+                      mean=self.splits.mean, std=self.splits.std)
+        kwargs.update(self.config.arch_kwargs)
+        kwargs.update(overrides)
+        with self.strategy.scope():
+            return models_lib.build(self.config.arch, **kwargs)
+
+    def make_trainer(self, net, attack=None, lr=None, milestones=None, epochs=None,
+                     lr_schedule=None, trainer_cls=None):
+        """``trainer_cls`` defaults to ``self.trainer_cls`` (the main stage's: distilling when KD
+        is on); pre-stages pass ``AdversarialModel``."""
+        c = self.config
+        trainer_cls = trainer_cls or self.trainer_cls
+        with self.strategy.scope():
+            model = trainer_cls(net, attack or c.train_attack(), seed=c.seed)
+            schedule = lr_schedule or MultiStepLR(
+                lr or c.lr, c.milestones if milestones is None else milestones,
+                self.splits.steps_per_epoch, c.gamma)
+            optimizer = TorchSGD(schedule, momentum=c.momentum, l2=c.weight_decay)
+            if c.mixed_precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model.compile(optimizer=optimizer, jit_compile=c.jit_compile)
+        return model
+
+    def path(self, *parts):
+        return os.path.join(self.workdir, *parts)
+
+
+def train_eval(workdir, strategy=None, verbose=None, config=None):
+    """Train one method with PGD-AT into ``workdir`` and return the results dict.
+
+    Args:
+      workdir: the run's folder (see the module docstring for what it holds).
+      strategy: a ``tf.distribute`` strategy (default: the current one).
+      verbose: Keras ``fit`` verbosity (default: 1 on a terminal, else 2).
+      config: a ``Config``; ``None`` takes gin's ``train_eval.*`` bindings.
+    """
+    config = configured() if config is None else config.validate()
+    plugin = method_lib.get(config.method)(config)  # validates its own settings
+    smooth = smoothing.Smoothing.from_gin(config)  # KD / SWA settings and teacher paths
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy(config.mixed_precision)
+    splits = data_lib.get_dataset(config.dataset, batch_size=config.batch_size,
+                                  data_dir=config.data_dir, seed=config.seed,
+                                  eval_batch_size=config.eval_batch_size,
+                                  max_train=config.max_train, max_eval=config.max_eval,
+                                  augment=config.augment)
+    os.makedirs(workdir, exist_ok=True)
+    records.write_json(os.path.join(workdir, CONFIG_RECORD), config.as_dict())
+    exp = Experiment(config, workdir, strategy, splits, smooth,
+                     smooth.trainer_cls(splits, strategy))  # loads and checks teachers
+    start = time.time()
+    state = resume.load(exp)
+    if state is not None and state.get("stage") == "done" and os.path.exists(
+            exp.path("results.json")):
+        logging.info("%s already holds a finished run; its results are unchanged.", workdir)
+        return records.read_json(exp.path("results.json"))
+    net, model = plugin.prepare(exp, state)
+    run_main_stage(exp, plugin, model, state, verbose)
+    return finish(exp, plugin, model, time.time() - start)
+
+
+# The main stage's callbacks, in the order Keras calls them. They share one ``logs`` dict per
+# epoch, so the order is a contract:
+#   guard       stops on a non-finite loss before anything of the epoch is saved;
+#   evaluation  fills logs with val/test SA, RA and robust loss (Flying Bird+ reads
+#               ``val_robust_loss``, the writers read all of them), so it precedes every reader;
+#   method      the plug-in's callbacks (mask updates, GMP), which may add log entries;
+#   smoothing   SWA, after the method (it averages the weights the method left);
+#   metrics     the ``metrics.csv`` row (sees every entry above);
+#   models      best/final ``.keras`` files (by ``val_ra``);
+#   tensorboard the same logs as event files;
+#   resume      the checkpoint and ``state.json`` (with the metrics writer's history);
+#   masks       per-epoch masks of sparse runs.
+CALLBACK_SLOTS = ("guard", "evaluation", "method", "smoothing", "metrics", "models",
+                  "tensorboard", "resume", "masks")
+
+
+def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
+    """``{slot: [callbacks]}`` for ``CALLBACK_SLOTS`` and the flat list in slot order."""
+    c = exp.config
+    method = plugin.callbacks(exp, model, state)
+    smooth = exp.smoothing.callbacks(exp, model, state)
+    writer = cb.MetricsWriter(exp.path("metrics.csv"), exp.history)
+    slots = {
+        "guard": [cb.NonFiniteLossGuard(exp)],
+        "evaluation": [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy,
+                                          seed=c.seed)],
+        "method": method,
+        "smoothing": smooth,
+        "metrics": [writer],
+        "models": [cb.BestAndFinalModels(exp.path("checkpoints"), best_val_ra)],
+        "tensorboard": [keras.callbacks.TensorBoard(exp.path("tensorboard"), write_graph=False,
+                                                    update_freq="epoch")],
+        "resume": [resume.ResumeCheckpoint(exp, model, writer, method + smooth)],
+        # masks between epochs, for mask-similarity figures and FLOPs
+        "masks": [cb.MaskHistory(exp.path("masks"))] if plugin.sparse else [],
+    }
+    assert tuple(slots) == CALLBACK_SLOTS
+    return slots, [callback for name in CALLBACK_SLOTS for callback in slots[name]]
+
+
+def run_main_stage(exp, plugin, model, state, verbose=None):
+    """The PGD-AT run whose epochs the protocol reports (stage 2 for multi-stage methods)."""
+    c = exp.config
+    initial_epoch = 0
+    best_val_ra = -1.0
+    # "done" without results.json: killed while finishing; every epoch is in the checkpoint.
+    if resume.in_main_stage(state):
+        initial_epoch = int(state["epoch"])
+        exp.history = list(state["history"])
+        best_val_ra = float(state.get("best_val_ra", -1.0))
+        resume.restore_trainer(exp, model, state)
+    slots, callbacks = main_stage_callbacks(exp, plugin, model, state, best_val_ra)
+    writer = slots["metrics"][0]
+    if initial_epoch < c.epochs:
+        # Batches keyed by epoch, so a resumed run sees what an uninterrupted one saw.
+        model.fit(exp.splits.train_epochs(initial_epoch, c.epochs), epochs=c.epochs,
+                  initial_epoch=initial_epoch, steps_per_epoch=exp.splits.steps_per_epoch,
+                  callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+    exp.history = writer.history
+    resume.mark_done(exp)
+    resume.fault_point("finish", c.epochs)  # tests: a crash between the last epoch and results
+
+
+def _verbosity(verbose):
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def finish(exp, plugin, model, seconds):
+    """Protocol figures, the RGG on the final model, and ``results.json``."""
+    c = exp.config
+    summary = protocol.best_final_diff(exp.history)
+    final = exp.history[-1]
+    results = {
+        "method": c.method,
+        "arch": c.arch,
+        "dataset": c.dataset,
+        "epochs": c.epochs,
+        "target_sparsity": c.sparsity if plugin.sparse else 0.0,
+        "final_sparsity": _final_sparsity(model.net),
+        "test_ra_final": float(final["test_ra"]),
+        "train_ra_running_final": float(final["train_ra"]),
+        "density_trajectory": [float(r.get("density", 1.0)) for r in exp.history],
+        "seconds": seconds,
+    }
+    results.update(summary)
+    if c.rgg_eval:
+        evaluator = epoch_eval.SplitEvaluator(model.net, c.eval_attack(), exp.strategy, c.seed)
+        train = evaluator(exp.splits.train_eval)
+        results["train_ra_final"] = train["ra"]
+        results["rgg_final"] = protocol.robust_generalization_gap(train["ra"],
+                                                                  final["test_ra"])
+    results.update(plugin.results(exp, model))
+    results.update(exp.smoothing.results(exp, model))
+    results.update(flop_count.results_fields(model.net, exp.history, c, exp.splits,
+                                             plugin.costs(exp, model),
+                                             masks_dir=exp.path("masks")))
+    records.write_json(exp.path("results.json"), results)
+    logging.info("results: %s", json.dumps({k: v for k, v in results.items()
+                                            if not isinstance(v, list)}))
+    return results
+
+
+def _final_sparsity(net):
+    try:
+        return 1.0 - masks_lib.global_density(net)
+    except ValueError:
+        return 0.0
+

@@ -1,0 +1,119 @@
+"""The workdir's file formats: metrics CSV, JSON records, bit-packed mask files, atomic writes.
+
+Why one module: every layer reads or writes these files (training writes them, metrics, plots,
+evaluation and export read them), so they live at the bottom where all can import them. Every
+write is atomic: a crash mid-write leaves the previous file intact, never a torn one.
+"""
+import csv
+import json
+import os
+import tempfile
+
+import numpy as np
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_ra", "val_sa", "val_ra", "val_robust_loss",
+                  "test_sa", "test_ra", "test_robust_loss", "density", "seconds")
+
+
+def atomic_write_text(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_save_model(model, path):
+    """``model.save`` to a temporary name in the same folder, then rename over ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, payload):
+    """``payload`` as indented, key-sorted JSON (NumPy scalars as floats), atomically."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float))
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_rows_csv(path, rows, leading=()):
+    """Rows of dicts to CSV (``leading`` columns first, then first-seen order), atomically."""
+    columns = list(leading)
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    os.replace(tmp, path)
+
+
+def write_metrics_csv(path, history):
+    write_rows_csv(path, history, METRIC_COLUMNS)
+
+
+def read_metrics_csv(path):
+    """Rows of a ``metrics.csv``-style file: numbers as floats (``epoch`` as int), empty cells
+    left out."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed = {}
+        for key, value in row.items():
+            if value == "":
+                continue
+            try:
+                parsed[key] = float(value)
+            except ValueError:
+                parsed[key] = value
+        if "epoch" in parsed:
+            parsed["epoch"] = int(parsed["epoch"])
+        out.append(parsed)
+    return out
+
+
+def save_mask_file(path, masks):
+    """``{layer: 0/1 array}`` as a compressed npz of bit-packed masks (1 bit per weight)."""
+    payload = {}
+    for name, mask in masks.items():
+        mask = np.asarray(mask)
+        payload[name] = np.packbits(mask.reshape(-1) > 0)
+        payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **payload)
+    os.replace(tmp, path)
+
+
+def load_mask_file(path):
+    """The ``{layer: float32 0/1 array}`` written by ``save_mask_file``."""
+    with np.load(path) as data:
+        out = {}
+        for key in data.files:
+            if key.endswith(":shape"):
+                continue
+            shape = tuple(int(d) for d in data[key + ":shape"])
+            bits = np.unpackbits(data[key], count=int(np.prod(shape)))
+            out[key] = bits.reshape(shape).astype(np.float32)
+    return out
