@@ -9,7 +9,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 
 import gin
@@ -21,6 +20,7 @@ from birds_tf import models as models_lib
 from birds_tf.metrics import flops, protocol
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import callbacks as cb
+from birds_tf.training import progress
 from birds_tf.training import evaluation, methods, resume, smoothing
 from birds_tf.training.adversarial import BN_MODES, AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD
@@ -186,6 +186,7 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
     exp = Experiment(config, workdir, strategy, splits)
     exp.smoothing = smooth
     exp.trainer_cls = smooth.trainer_cls(exp) or AdversarialModel  # loads and checks teachers
+    exp.verbose = verbose  # pre-stages print their epochs too unless 0
     start = time.time()
     state = resume.load(exp)
     if state is not None and state.get("stage") == "done" and os.path.exists(
@@ -224,6 +225,8 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
     if plugin.sparse:  # masks between epochs, for mask-similarity figures and FLOPs
         callbacks.append(cb.MaskHistory(exp.path("masks")))
     callbacks.insert(0, cb.NonFiniteLossGuard(exp))
+    if verbose != 0:  # last: reads what the evaluation and sparsity callbacks put in logs
+        callbacks.append(progress.EpochProgress(c.epochs, sparse=plugin.sparse))
     if initial_epoch < c.epochs:
         # Batches keyed by epoch, so a resumed run sees what an uninterrupted one saw.
         model.fit(exp.splits.train_epochs(initial_epoch, c.epochs), epochs=c.epochs,
@@ -235,9 +238,9 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
 
 
 def _verbosity(verbose):
-    if verbose is not None:
-        return verbose
-    return 1 if sys.stdout.isatty() else 2
+    """Keras' own epoch output: only its full line of every log entry at ``verbose=2`` (the
+    detail); ``progress.EpochProgress`` prints the console line at 1 (None) and 2."""
+    return 2 if verbose == 2 else 0
 
 
 def finish(exp, plugin, model, seconds):
