@@ -268,6 +268,17 @@ def init_sparse(model, density, method, seed, data=None):
 
     Pruned kernel entries are zeroed (``masks.set_masks``), as the reference's ``apply_mask``
     after ``Masking.init``; surviving weights keep their initial values. Returns the masks.
+
+    Args:
+      model: a model with masked layers (``birds_tf.models`` or ``birds_tf.sparsify``).
+      density: the global fraction of kept weights over the masked layers, in (0, 1].
+      method: how the budget is split over layers: "erk" (Erdos-Renyi-Kernel, the paper's),
+        "er", "uniform", "igq" or "snip" (``METHODS``).
+      seed: seeds the random masks (an integer).
+      data: ``(x, y)`` or a list of such batches; needed by "snip" only.
+
+    Returns:
+      ``{layer name: mask}`` as applied.
     """
     seed = check_seed(seed)
     budget = layer_densities(model, density, method, data=data)
