@@ -7,14 +7,52 @@ The pieces a user takes into their own code are importable from here::
     model = birds_tf.AdversarialModel(net)                # PGD-10 AT in train_step
     model.compile(optimizer=birds_tf.TorchSGD(0.1))
     model.fit(ds, epochs=..., callbacks=[birds_tf.DynamicSparsity(plus=True)])
+
+The names load on first use (PEP 562), so the modules that only read JSON and CSV
+(``birds_tf.metrics.table``, ``birds_tf.utils.workdir``; ``launch.report``) start without
+TensorFlow. ``import birds_tf`` alone therefore registers no Keras class: call
+``birds_tf.register_keras_objects()`` before ``keras.models.load_model`` on a birds-tf model
+(``birds_tf.utils.workdir.load_model`` does).
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from birds_tf import attacks, flops, models, pruning, sparsity  # noqa: E402,F401
-from birds_tf.sparsity.convert import sparsify  # noqa: E402
-from birds_tf.sparsity.flying_bird import DynamicSparsity  # noqa: E402
-from birds_tf.training.adversarial import AdversarialModel, AttackConfig  # noqa: E402
-from birds_tf.training.optimizer import MultiStepLR, TorchSGD  # noqa: E402
+# name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "attacks": ("birds_tf.attacks", None),
+    "flops": ("birds_tf.flops", None),
+    "models": ("birds_tf.models", None),
+    "pruning": ("birds_tf.pruning", None),
+    "sparsity": ("birds_tf.sparsity", None),
+    "sparsify": ("birds_tf.sparsity.convert", "sparsify"),
+    "DynamicSparsity": ("birds_tf.sparsity.flying_bird", "DynamicSparsity"),
+    "AdversarialModel": ("birds_tf.training.adversarial", "AdversarialModel"),
+    "AttackConfig": ("birds_tf.training.adversarial", "AttackConfig"),
+    "TorchSGD": ("birds_tf.training.optimizer", "TorchSGD"),
+    "MultiStepLR": ("birds_tf.training.optimizer", "MultiStepLR"),
+}
 
-__all__ = ["attacks", "flops", "models", "pruning", "sparsity", "sparsify", "DynamicSparsity",
-           "AdversarialModel", "AttackConfig", "TorchSGD", "MultiStepLR"]
+__all__ = list(_LAZY) + ["register_keras_objects"]
+
+
+def register_keras_objects():
+    """Import the modules whose Keras classes (masked layers, the normaliser, the pruning
+    wrappers, TorchSGD, AdversarialModel) ``keras.models.load_model`` must find by name."""
+    for module_name in ("birds_tf.layers", "birds_tf.pruning.layers",
+                        "birds_tf.training.optimizer", "birds_tf.training.adversarial"):
+        importlib.import_module(module_name)
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'birds_tf' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,23 +12,24 @@ import os
 import sys
 import time
 
-from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+from launch import cli
 
-quiet.start_tensorflow()
-
+FLAGS = cli.new_flags()  # --verbosity only
 ROWS = ("dense", "fb_plus")
 OUT = os.path.join("runs", "demo")
 
 
-def main(out=OUT, rows=ROWS):
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
+def main(out=OUT, rows=ROWS, argv=None):
+    cli.parse(FLAGS, argv, "launch.demo", __doc__)
+    from launch import quiet
+    quiet.start_tensorflow(FLAGS.verbosity)
     from launch import reproduce
     start = time.time()
     print(f"Training {', '.join(rows)} (table 1 rows) on the animal silhouettes, offline scale "
           f"(gin/offline.gin), into {out}/<row>/seed1", flush=True)
     try:
-        reproduce.run("1", seeds=1, scale="offline", out=out, rows=list(rows))
+        reproduce.run("1", seeds=1, scale="offline", out=out, rows=list(rows),
+                      verbose=cli.train_verbose(FLAGS.verbosity))
     except reproduce.ReproduceError as e:
         raise SystemExit(f"make demo: {e}") from None
     workdirs = [os.path.join(out, row, "seed1") for row in rows]

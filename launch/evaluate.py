@@ -15,14 +15,12 @@ and any sanity-check warnings. Every flag is checked before a model is loaded.
 """
 import sys
 
-from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+from absl import flags
 
-quiet.start_tensorflow()
+from launch import cli
 
-from absl import flags  # noqa: E402
-
-# Own FlagValues: launch.train defines --workdir too, and both are imported by one test process.
-FLAGS = flags.FlagValues()
+# Own FlagValues (launch.cli): launch.train defines --workdir too, and tests import both.
+FLAGS = cli.new_flags()
 flags.DEFINE_string("workdir", None, "A launch.train workdir (checkpoints/<which>.keras).",
                     flag_values=FLAGS)
 flags.DEFINE_string("saved_model", None, "A SavedModel folder (saved_model.pb; e.g. from "
@@ -76,20 +74,16 @@ def _fail(message):
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "--helpfull", "--helpshort") for a in argv):
-        print(__doc__)
-        print(FLAGS.get_help())
-        return 0
-    FLAGS.unparse_flags()
     try:
-        rest = FLAGS(["launch.evaluate"] + argv)
-    except flags.Error as e:
-        _fail(e)
-    if len(rest) > 1:
-        _fail(f"unexpected arguments {rest[1:]}; every setting is a --flag=value.")
+        cli.parse(FLAGS, argv, "launch.evaluate", __doc__)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help
+            return 0
+        raise
     if bool(FLAGS.workdir) == bool(FLAGS.saved_model):
         _fail("pass exactly one of --workdir=DIR (a launch.train run) or --saved_model=DIR.")
+    from launch import quiet
+    quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.evaluation import robustness
     try:
         report, out = robustness.evaluate_path(

@@ -6,22 +6,18 @@ The SavedModel's ``serve`` signature takes float32 images in [0, 1] (the input n
 part of the model) and returns logits. ``metadata.json`` (per-layer density, FLOPs, SA/RA, the
 config) and ``sparse_weights.npz`` (bit-packed masks + non-zero values) are written inside it.
 """
-import argparse
 import sys
 
-from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+from absl import flags
 
-quiet.start_tensorflow()
+from launch import cli
 
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m launch.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", required=True, help="a finished launch.train workdir")
-    parser.add_argument("--out", required=True, help="new folder for the SavedModel")
-    parser.add_argument("--which", choices=("best", "final"), default="final",
-                        help="checkpoint to export")
-    return parser.parse_args(argv)
+FLAGS = cli.new_flags()
+flags.DEFINE_string("workdir", None, "A finished launch.train workdir (required).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("out", None, "New folder for the SavedModel (required).", flag_values=FLAGS)
+flags.DEFINE_enum("which", "final", ("best", "final"), "Checkpoint to export.",
+                  flag_values=FLAGS)
 
 
 def _mb(n):
@@ -29,14 +25,19 @@ def _mb(n):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    cli.parse(FLAGS, argv, "launch.export", __doc__)
+    for name in ("workdir", "out"):
+        if not FLAGS[name].value:
+            raise SystemExit(f"launch.export: --{name} is required (see --help).")
+    from launch import quiet
+    quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.export import export_workdir
     try:
-        meta = export_workdir(args.workdir, args.out, args.which)
+        meta = export_workdir(FLAGS.workdir, FLAGS.out, FLAGS.which)
     except ValueError as e:  # NotAWorkdirError included
         raise SystemExit(f"launch.export: {e}") from None
     sizes = meta["sizes_bytes"]
-    print(f"exported {args.workdir} ({args.which}) to {args.out}: density "
+    print(f"exported {FLAGS.workdir} ({FLAGS.which}) to {FLAGS.out}: density "
           f"{meta['density']:.4f}, inference FLOPs {meta['inference_flops']:.4g} "
           f"(dense {meta['inference_flops_dense']:.4g})")
     print(f"weights: dense float32 {_mb(sizes['dense_float32'])}, dense zipped "
@@ -46,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,39 +8,35 @@ landscape (3/5), gradcam and saliency (6), or all. Figures of several runs (accu
 layer_density, gradcam, saliency) go to --out, else to the first workdir's figures/ folder;
 per-run figures go to --out, else to each workdir's figures/ folder.
 """
-import argparse
 import os
 import sys
 
-from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+from absl import flags
 
-quiet.start_tensorflow()
+from launch import cli
 
 KINDS = ("accuracy", "density", "layer_density", "mask_similarity", "landscape", "gradcam",
          "saliency")
 PER_RUN = ("density", "mask_similarity", "landscape")
 
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m launch.plot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=KINDS + ("all",), default="all")
-    parser.add_argument("--workdir", action="append", required=True,
-                        help="a finished launch.train workdir (repeat for several runs)")
-    parser.add_argument("--out", help="folder for the PNGs (default: <workdir>/figures)")
-    parser.add_argument("--which", choices=("best", "final"), default="final",
-                        help="checkpoint for landscape / gradcam / saliency")
-    parser.add_argument("--grid", type=int, default=11, help="landscape grid points per axis")
-    parser.add_argument("--span", type=float, default=1.0, help="landscape half-width")
-    parser.add_argument("--batches", type=int, default=2, help="landscape batches")
-    parser.add_argument("--loss", choices=("robust", "clean"), default="robust",
-                        help="landscape loss: PGD (eval settings) or clean")
-    parser.add_argument("--split", choices=("train", "val", "test"), default="train",
-                        help="landscape data split")
-    parser.add_argument("--images", type=int, default=6, help="gradcam / saliency images (>= 2)")
-    parser.add_argument("--smooth_samples", type=int, default=0,
-                        help="SmoothGrad samples for saliency (0 = vanilla gradient)")
-    return parser.parse_args(argv)
+FLAGS = cli.new_flags()
+flags.DEFINE_enum("kind", "all", KINDS + ("all",), "Which figure, or all.", flag_values=FLAGS)
+flags.DEFINE_multi_string("workdir", [], "A finished launch.train workdir (repeat for several "
+                          "runs; at least one).", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "Folder for the PNGs (default: <workdir>/figures).",
+                    flag_values=FLAGS)
+flags.DEFINE_enum("which", "final", ("best", "final"),
+                  "Checkpoint for landscape / gradcam / saliency.", flag_values=FLAGS)
+flags.DEFINE_integer("grid", 11, "Landscape grid points per axis.", flag_values=FLAGS)
+flags.DEFINE_float("span", 1.0, "Landscape half-width.", flag_values=FLAGS)
+flags.DEFINE_integer("batches", 2, "Landscape batches.", flag_values=FLAGS)
+flags.DEFINE_enum("loss", "robust", ("robust", "clean"),
+                  "Landscape loss: PGD (eval settings) or clean.", flag_values=FLAGS)
+flags.DEFINE_enum("split", "train", ("train", "val", "test"), "Landscape data split.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("images", 6, "Gradcam / saliency images (>= 2).", flag_values=FLAGS)
+flags.DEFINE_integer("smooth_samples", 0, "SmoothGrad samples for saliency (0 = vanilla "
+                     "gradient).", flag_values=FLAGS)
 
 
 def run(kind, workdirs, out=None, which="final", grid=11, span=1.0, batches=2, loss="robust",
@@ -83,11 +79,15 @@ def _per_run(out, workdir, workdirs):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    cli.parse(FLAGS, argv, "launch.plot", __doc__)
+    if not FLAGS.workdir:
+        raise SystemExit("launch.plot: --workdir is required (repeat it for several runs).")
+    from launch import quiet
+    quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.utils.workdir import NotAWorkdirError
     try:
-        paths = run(args.kind, args.workdir, args.out, args.which, args.grid, args.span,
-                    args.batches, args.loss, args.split, args.images, args.smooth_samples)
+        paths = run(FLAGS.kind, FLAGS.workdir, FLAGS.out, FLAGS.which, FLAGS.grid, FLAGS.span,
+                    FLAGS.batches, FLAGS.loss, FLAGS.split, FLAGS.images, FLAGS.smooth_samples)
     except (NotAWorkdirError, ValueError) as e:
         raise SystemExit(f"launch.plot: {e}") from None
     for path in paths:
@@ -96,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,18 +5,25 @@ TensorFlow 2.21 logs through absl's C++ logger, which writes to stderr before
 (oneDNN, the CUDA probe and its "failed call to cuInit", which reads like a failure on every
 machine without a GPU). ``start_tensorflow`` imports TensorFlow and Keras and creates the devices
 with stderr captured at the file-descriptor level; the captured text is replayed if anything
-fails there, or shown when ``BIRDS_TF_VERBOSE_STARTUP=1``.
+fails there, or shown at ``--verbosity`` 0 and up or when ``BIRDS_TF_VERBOSE_STARTUP=1``.
+Launchers call it after parsing their flags and before anything imports TensorFlow;
+``TF_CPP_MIN_LOG_LEVEL`` (2 unless set, 0 when verbose) hides the C++ INFO and WARNING lines
+that come after the start-up.
 """
 import os
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+def start_tensorflow(verbosity=-1):
+    """Import TensorFlow and Keras and initialise the devices quietly (no-op once imported).
 
-def start_tensorflow():
-    """Import TensorFlow and Keras and initialise the devices quietly (no-op once imported)."""
-    if "tensorflow" in sys.modules or os.environ.get("BIRDS_TF_VERBOSE_STARTUP") == "1":
+    Args:
+      verbosity: the launcher's ``--verbosity``; 0 and up shows the start-up lines.
+    """
+    verbose = int(verbosity) >= 0 or os.environ.get("BIRDS_TF_VERBOSE_STARTUP") == "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    if "tensorflow" in sys.modules or verbose:
         return
     sys.stderr.flush()
     saved = os.dup(2)

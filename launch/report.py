@@ -4,26 +4,25 @@ r"""Workdirs -> the paper's Table 1 layout (Markdown on stdout, Markdown + CSV f
   python -m launch.report runs/dense runs/fb_plus --out_dir=reports --training_flops=paper
 
 Every path must be a finished launch.train workdir (it holds results.json); anything else stops
-the report with the offending path named.
+the report with the offending path named. Reads JSON only: TensorFlow is never imported.
 """
-import argparse
 import os
 import sys
 
+from absl import flags
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m launch.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workdirs", nargs="+", help="finished launch.train workdirs")
-    parser.add_argument("--out_dir", help="write table.md and table.csv here")
-    parser.add_argument("--csv", help="write the CSV table to this path")
-    parser.add_argument("--markdown", help="write the Markdown table to this path")
-    parser.add_argument("--training_flops", choices=("measured", "paper"), default="measured",
-                        help="measured: integrated over the run's density; paper: 33 x F_inf "
-                        "x N x epochs at the final density")
-    parser.add_argument("--scale", choices=("auto", "paper"), default="auto",
-                        help="FLOPs columns' power of ten (paper: x1e17 and x1e9)")
-    return parser.parse_args(argv)
+from launch import cli
+
+FLAGS = cli.new_flags()
+flags.DEFINE_string("out_dir", None, "Write table.md and table.csv here.", flag_values=FLAGS)
+flags.DEFINE_string("csv", None, "Write the CSV table to this path.", flag_values=FLAGS)
+flags.DEFINE_string("markdown", None, "Write the Markdown table to this path.",
+                    flag_values=FLAGS)
+flags.DEFINE_enum("training_flops", "measured", ("measured", "paper"),
+                  "measured: integrated over the run's density; paper: 33 x F_inf x N x epochs "
+                  "at the final density.", flag_values=FLAGS)
+flags.DEFINE_enum("scale", "auto", ("auto", "paper"),
+                  "FLOPs columns' power of ten (paper: x1e17 and x1e9).", flag_values=FLAGS)
 
 
 def report(workdirs, out_dir=None, csv_path=None, markdown_path=None, training="measured",
@@ -46,11 +45,14 @@ def report(workdirs, out_dir=None, csv_path=None, markdown_path=None, training="
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    workdirs = cli.parse(FLAGS, argv, "launch.report", __doc__, positional=True)
+    if not workdirs:
+        raise SystemExit("launch.report: name at least one workdir (python -m launch.report "
+                         "runs/*).")
     from birds_tf.utils.workdir import NotAWorkdirError
     try:
-        md, _ = report(args.workdirs, args.out_dir, args.csv, args.markdown,
-                       args.training_flops, args.scale)
+        md, _ = report(workdirs, FLAGS.out_dir, FLAGS.csv, FLAGS.markdown,
+                       FLAGS.training_flops, FLAGS.scale)
     except NotAWorkdirError as e:
         raise SystemExit(f"launch.report: {e}") from None
     print(md)
@@ -58,4 +60,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

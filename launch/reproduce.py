@@ -17,13 +17,12 @@ the mapping) and narrows WideResNet-34-10 to base width 2 (1/8, like the others'
 """
 import json
 import os
+import sys
 import time
 
-from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+from absl import flags
 
-quiet.start_tensorflow()
-
-from absl import app, flags, logging  # noqa: E402
+from launch import cli
 
 SCALES = ("paper", "offline", "smoke")
 SCALE_GIN = {"paper": [], "offline": ["gin/offline.gin"], "smoke": ["gin/smoke.gin"]}
@@ -31,17 +30,21 @@ SCALE_GIN = {"paper": [], "offline": ["gin/offline.gin"], "smoke": ["gin/smoke.g
 OFFLINE_ARCH_BINDINGS = {"wide_resnet34_10": ["train_eval.arch_kwargs = {'width': 2}"]}
 MARKER = "reproduce.json"
 
-flags.DEFINE_string("table", None, "Paper table: 1, 2, 3, A6, A10, A11, A12 or A17.")
-flags.DEFINE_integer("seeds", 1, "Seeds per row (train_eval.seed = 1..N).")
+FLAGS = cli.new_flags()
+flags.DEFINE_string("table", None, "Paper table: 1, 2, 3, A6, A10, A11, A12 or A17 (required).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("seeds", 1, "Seeds per row (train_eval.seed = 1..N).", flag_values=FLAGS)
 flags.DEFINE_enum("scale", "paper", SCALES, "paper: the gin files as they are; offline: animal "
-                  "silhouettes on a CPU schedule (gin/offline.gin); smoke: test size.")
-flags.DEFINE_string("out", None, "Output folder (default runs/reproduce/table<T>_<scale>).")
+                  "silhouettes on a CPU schedule (gin/offline.gin); smoke: test size.",
+                  flag_values=FLAGS)
+flags.DEFINE_string("out", None, "Output folder (default runs/reproduce/table<T>_<scale>).",
+                    flag_values=FLAGS)
 flags.DEFINE_list("rows", None, "Only these rows of the table (ids as in "
-                  "birds_tf/metrics/paper_tables.csv, e.g. dense,rb,fb,fb_plus).")
+                  "birds_tf/metrics/paper_tables.csv, e.g. dense,rb,fb,fb_plus).",
+                  flag_values=FLAGS)
 flags.DEFINE_multi_string("extra_gin_bindings", [], "Gin bindings for every run, after the "
-                          "scale's layer, e.g. \"train_eval.data_dir='DIR'\" for CIFAR.")
-flags.mark_flag_as_required("table")
-FLAGS = flags.FLAGS
+                          "scale's layer, e.g. \"train_eval.data_dir='DIR'\" for CIFAR.",
+                          flag_values=FLAGS)
 
 
 class ReproduceError(ValueError):
@@ -153,60 +156,13 @@ def _write_marker(out, table, scale, rows, seeds):
                                        indent=1) + "\n")
 
 
-class _Progress:
-    """One readable line per finished epoch, read from the run's metrics.csv by a thread (Keras'
-    own lines list every layer's density for sparse runs)."""
-
-    def __init__(self, workdir, label):
-        import threading
-        self.path = os.path.join(workdir, "metrics.csv")
-        self.label = label
-        self.seen = self._rows()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _rows(self):
-        import csv
-        try:
-            with open(self.path, newline="") as f:
-                return list(csv.DictReader(f))
-        except (OSError, csv.Error):
-            return []
-
-    def _watch(self):
-        while not self.stop.wait(2.0):
-            self.flush()
-
-    def flush(self):
-        rows = self._rows()
-        for row in rows[len(self.seen):]:
-            try:
-                print(f"  {self.label} epoch {row['epoch']}: train RA {float(row['train_ra']):.1f}"
-                      f", val RA {float(row['val_ra']):.1f}, test RA {float(row['test_ra']):.1f}"
-                      f", test SA {float(row['test_sa']):.1f} ({float(row['seconds']):.0f} s)",
-                      flush=True)
-            except (KeyError, ValueError):
-                pass
-        self.seen = rows if len(rows) > len(self.seen) else self.seen
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self.flush()
-
-
-def _train(files, bindings, workdir, label):
+def _train(files, bindings, workdir, verbose=1):
     import gin
     import keras
     from launch import train
     gin.clear_config()
     try:
-        with _Progress(workdir, label):
-            return train.run(files, bindings, workdir, verbose=0)
+        return train.run(files, bindings, workdir, verbose=verbose)
     finally:
         gin.clear_config()
         keras.backend.clear_session()
@@ -237,8 +193,11 @@ def write_hparams(out, table, scale, summary_runs):
     return root
 
 
-def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=()):
-    """What ``main`` does; returns (markdown, csv text, summary, out folder)."""
+def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), verbose=1):
+    """What ``main`` does; returns (markdown, csv text, summary, out folder).
+
+    ``verbose`` is ``train_eval``'s: 1 prints one line per epoch, 0 nothing, 2 Keras' too.
+    """
     out = out or default_out(table, scale)
     selected, runs, key = plan(table, seeds, scale, out, rows, gin_bindings)
     _write_marker(out, key, scale, selected, seeds)
@@ -255,7 +214,7 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=()):
             with open(path) as f:
                 res = json.load(f)
         else:
-            res = _train(files, bindings, workdir, f"{row.row} seed {seed}")
+            res = _train(files, bindings, workdir, verbose)
         print(f"[{i}/{len(runs)}] {row.row} seed {seed}: RA best {res['ra_best']:.2f} final "
               f"{res['ra_final']:.2f}, SA final {res['sa_final']:.2f}, RGG "
               f"{res['rgg_final']:.2f} ({time.time() - t0:.0f} s; {time.time() - start:.0f} s "
@@ -277,19 +236,24 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=()):
     return md, text, summary, out
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
+def main(argv=None):
+    cli.parse(FLAGS, argv, "launch.reproduce", __doc__)
+    if not FLAGS.table:
+        raise SystemExit("launch.reproduce: --table is required (1, 2, 3, A6, A10, A11, A12 or "
+                         "A17).")
+    from launch import quiet
+    quiet.start_tensorflow(FLAGS.verbosity)
     try:
         md, _, _, out = run(FLAGS.table, FLAGS.seeds, FLAGS.scale, FLAGS.out, FLAGS.rows,
-                            FLAGS.extra_gin_bindings)
+                            FLAGS.extra_gin_bindings, verbose=cli.train_verbose(FLAGS.verbosity))
     except ReproduceError as e:
         raise SystemExit(f"launch.reproduce: {e}") from None
     print()
     print(md)
     print(f"\nWrote {os.path.join(out, 'table.md')}, table.csv and the HParams summary "
           f"({os.path.join(out, 'hparams')}; tensorboard --logdir {out}).")
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -3,36 +3,49 @@ r"""Train one experiment from gin configs, TF-Agents ``train_eval`` style.
   python -m launch.train --gin_file=gin/fb_plus_resnet18.gin --workdir=runs/fb_plus
   python -m launch.train --gin_file=gin/dense_resnet18.gin --gin_file=gin/smoke.gin \
       --workdir=runs/smoke
+  python -m launch.train ... --verbosity=0    # INFO logs, Keras' full epoch line, TF start-up
 
-Rerunning the same command on a workdir resumes from the last completed epoch; a workdir that
-holds a different config is refused unless --overwrite (which moves the old one aside).
+Prints one line per epoch (loss, train RA, val/test SA and RA in percent; density and k for
+sparse runs; seconds) and the results. Rerunning the same command on a workdir resumes from the
+last completed epoch; a workdir that holds a different config is refused unless --overwrite
+(which moves the old one aside).
 """
+import sys
 
-from launch import quiet  # noqa: E402  (before TensorFlow: keeps its C++ start-up lines quiet)
+from absl import flags
 
-quiet.start_tensorflow()
+from launch import cli, common
 
-from absl import app, flags, logging  # noqa: E402
-
-from launch import common  # noqa: E402
-
-flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"train_eval.epochs=2\".")
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+FLAGS = cli.new_flags()
+flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.",
+                          flag_values=FLAGS)
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"train_eval.epochs=2\".",
+                          flag_values=FLAGS)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results (required).",
+                    flag_values=FLAGS)
 flags.DEFINE_enum("strategy", "default", common.STRATEGIES,
                   "default (one device), mirrored (all local devices) or multi_worker "
-                  "(MultiWorkerMirroredStrategy from TF_CONFIG).")
+                  "(MultiWorkerMirroredStrategy from TF_CONFIG).", flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Move an existing workdir with a different config aside "
-                  "and start afresh.")
+                  "and start afresh.", flag_values=FLAGS)
 flags.DEFINE_bool("deterministic", False, "Enable TF op determinism (slower; same seeds give "
-                  "the same weights).")
-flags.mark_flag_as_required("workdir")
-FLAGS = flags.FLAGS
+                  "the same weights).", flag_values=FLAGS)
 
 
 def run(gin_files, gin_bindings, workdir, strategy="default", overwrite=False,
         deterministic=False, verbose=None):
-    """What ``main`` does, callable from tests and scripts; returns the results dict."""
+    """What ``main`` does, callable from tests and scripts; returns the results dict.
+
+    Args:
+      gin_files: gin config paths, applied in order.
+      gin_bindings: extra bindings (``"train_eval.epochs = 2"``), applied after the files.
+      workdir: the run's folder (created; resumed when it holds this config).
+      strategy: "default", "mirrored" or "multi_worker".
+      overwrite: move a workdir holding another config aside instead of refusing it.
+      deterministic: enable TF op determinism.
+      verbose: ``train_eval``'s console output: 0 none, 1 (None) one line per epoch, 2 also
+        Keras' full line.
+    """
     config_text = common.parse_gin(gin_files, gin_bindings)
     common.claim_workdir(workdir, config_text, overwrite)
     if deterministic:
@@ -45,13 +58,18 @@ def run(gin_files, gin_bindings, workdir, strategy="default", overwrite=False,
     return results
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.INFO)
+def main(argv=None):
+    cli.parse(FLAGS, argv, "launch.train", __doc__)
+    if not FLAGS.workdir:
+        raise SystemExit("launch.train: --workdir is required (a new folder, or a run's folder "
+                         "to resume it).")
+    from launch import quiet
+    quiet.start_tensorflow(FLAGS.verbosity)
     results = run(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.workdir, FLAGS.strategy,
-                  FLAGS.overwrite, FLAGS.deterministic)
+                  FLAGS.overwrite, FLAGS.deterministic, cli.train_verbose(FLAGS.verbosity))
     print(common.results_row(results))
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -64,22 +64,24 @@ def test_callback_slots_put_the_guard_first_and_evaluation_before_the_method(tmp
     method_cb, swa_cb = object(), object()
     config = experiment.Config(sparsity=0.8, method="fb")
     exp = types.SimpleNamespace(
-        config=config, history=[], splits=None, strategy=None,
+        config=config, history=[], splits=None, strategy=None, verbose=None,
         path=lambda *parts: str(tmp_path.joinpath(*parts)),
         smoothing=types.SimpleNamespace(callbacks=lambda e, m, s: [swa_cb]))
     plugin = types.SimpleNamespace(sparse=True, callbacks=lambda e, m, s: [method_cb])
     slots, flat = experiment.main_stage_callbacks(exp, plugin, None, None)
     assert experiment.CALLBACK_SLOTS == ("guard", "evaluation", "method", "smoothing", "metrics",
-                                         "models", "tensorboard", "resume", "masks")
+                                         "models", "tensorboard", "resume", "masks", "progress")
     kinds = [type(c).__name__ for c in flat]
     assert kinds[:2] == ["NonFiniteLossGuard", "EpochEvaluation"]
     assert flat[2:4] == [method_cb, swa_cb]  # FB+ reads val_robust_loss that evaluation wrote
     assert kinds[4:] == ["MetricsWriter", "BestAndFinalModels", "TensorBoard",
-                         "ResumeCheckpoint", "MaskHistory"]
+                         "ResumeCheckpoint", "MaskHistory", "EpochProgress"]
     assert isinstance(slots["metrics"][0], cb.MetricsWriter)
     plugin.sparse = False
     assert "MaskHistory" not in [type(c).__name__ for c in
                                  experiment.main_stage_callbacks(exp, plugin, None, None)[1]]
+    exp.verbose = 0  # a silent console: no progress line
+    assert experiment.main_stage_callbacks(exp, plugin, None, None)[0]["progress"] == []
 
 
 def test_restore_callback_sets_the_saved_state_by_class_name():

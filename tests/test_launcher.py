@@ -112,3 +112,63 @@ def test_non_finite_loss_stops_the_run_before_anything_bad_is_saved(tmp_path):
         _run(workdir, ["gin/quickstart.gin"], TINY + ["train_eval.lr = 1e30"])
     assert not (workdir / "results.json").exists()
     assert not (workdir / "checkpoints" / "final.keras").exists()
+
+
+def _train_cli(workdir, *extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the default
+    bindings = [f"--gin_bindings={b}" for b in TINY + ["train_eval.epochs = 2",
+                                                        "train_eval.max_train = 8"]]
+    return subprocess.run(
+        [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart_fb_plus.gin",
+         *bindings, f"--workdir={workdir}", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_console_is_one_line_per_epoch_without_start_up_noise(tmp_path):
+    proc = _train_cli(tmp_path / "quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    for noise in ("cuInit", "oneDNN", "cuda", "Sharding callback", "absl::InitializeLog",
+                  "density/", " - ra: "):
+        assert noise not in console, (noise, console[-3000:])
+    epochs = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split("  ")[0] for ln in epochs] == ["epoch 1/2", "epoch 2/2"], proc.stdout
+    for piece in ("loss ", "train RA ", "val SA ", "test SA ", " RA ", "density 20.0%", "k "):
+        assert piece in epochs[0], (piece, epochs[0])
+    assert proc.stdout.splitlines()[-1].startswith("results: method=fb_plus")
+    assert proc.stderr.strip() == "", proc.stderr[-3000:]
+
+
+def test_verbosity_zero_brings_the_detail_back(tmp_path):
+    proc = _train_cli(tmp_path / "loud", "--verbosity=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    assert "Sharding callback" in console          # absl INFO from TensorFlow
+    assert "density/" in console and "val_sa" in console   # Keras' full epoch line
+    assert any(ln.startswith("epoch 1/2") for ln in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize("launcher", ["train", "evaluate", "export", "plot", "report",
+                                      "reproduce", "demo"])
+def test_every_launcher_has_the_same_help_and_verbosity_flag(launcher):
+    code = ("import sys, runpy\nsys.argv = ['x', '--helpfull']\n"
+            f"try:\n    runpy.run_module('launch.{launcher}', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "assert 'tensorflow' not in sys.modules, 'help imported TensorFlow'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if launcher != "demo":                            # the demo has the shared flags only
+        assert f"launch.{launcher} flags:" in proc.stdout
+    assert "-v,--verbosity" in proc.stdout and "shared flags" in proc.stdout
+    assert "usage:" not in proc.stdout                # no argparse left
+
+
+def test_a_bad_flag_is_one_line_naming_the_launcher():
+    for launcher in ("export", "plot", "report"):
+        proc = subprocess.run([sys.executable, "-m", f"launch.{launcher}", "--no_such_flag=1",
+                               "x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"launch.{launcher}: "), \
+            proc.stderr
+        assert "no_such_flag" in proc.stderr

@@ -43,7 +43,8 @@ def test_two_workers_end_identical(tmp_path):
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-4000:]
     import keras
-    import birds_tf  # noqa: F401
+    import birds_tf
+    birds_tf.register_keras_objects()  # the custom layers, by name
     models = [keras.models.load_model(str(tmp_path / f"worker{i}" / "checkpoints" / "final.keras"))
               for i in range(2)]
     results = [json.loads((tmp_path / f"worker{i}" / "results.json").read_text())

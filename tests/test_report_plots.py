@@ -133,3 +133,22 @@ def test_gradcam_and_saliency_maps_are_normalized(runs):
     with pytest.raises(ValueError, match="at least 2"):
         plots.grad_cam(net, x[:1])
     json.dumps(Config.from_workdir(runs["fb_plus"]).__dict__)   # the parsed config is plain data
+
+
+def test_report_starts_without_tensorflow_and_fast(runs):
+    import os
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys\nfrom launch import report\n"
+            f"report.main([{str(runs['dense'])!r}, {str(runs['fb_plus'])!r}])\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'gin') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    seconds = time.time() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| Sparsity (%) | Method |" in proc.stdout
+    assert seconds < 5, seconds       # 14 s when it imported TensorFlow; ~0.2 s on a 2-core Xeon

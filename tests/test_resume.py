@@ -35,7 +35,8 @@ def _run(workdir, crash_at=None, check=True):
 
 def _outcome(workdir):
     import keras
-    import birds_tf  # noqa: F401  (registers the custom layers)
+    import birds_tf
+    birds_tf.register_keras_objects()  # the custom layers, by name
     results = json.loads((workdir / "results.json").read_text())
     results.pop("seconds")
     model = keras.models.load_model(str(workdir / "checkpoints" / "final.keras"))

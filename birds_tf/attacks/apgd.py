@@ -154,7 +154,21 @@ def _check(eps, n_iter, n_restarts, rho):
 
 
 def apgd(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, loss="ce", rho=0.75, seed=0):
-    """Untargeted APGD (``loss`` "ce" = APGD-CE, or "dlr"); returns adversarial images."""
+    """Untargeted APGD (Croce & Hein 2020); returns adversarial images (a tf.Tensor).
+
+    Restarts run only on the examples still robust; clean-misclassified ones come back as is.
+
+    Args:
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      eps: the L-inf radius.
+      n_iter: iterations per restart (AutoAttack's 100).
+      n_restarts: random restarts (>= 1).
+      loss: "ce" (APGD-CE) or "dlr" (the difference-of-logits-ratio loss).
+      rho: the step-size halving check's threshold, in (0, 1] (AutoAttack's 0.75).
+      seed: seeds the random starts.
+    """
     eps, n_iter, n_restarts, rho = _check(eps, n_iter, n_restarts, rho)
     if loss not in ("ce", "dlr"):
         raise ValueError(f"Unknown APGD loss {loss!r}; allowed: ('ce', 'dlr').")
@@ -177,7 +191,13 @@ def apgd(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, loss="ce", rho=0.75
 def apgd_targeted(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, n_target_classes=9,
                   rho=0.75, seed=0):
     """APGD-T: targeted DLR towards the 2nd, 3rd, ... most likely clean classes, in turn, on the
-    examples no earlier target has broken; returns adversarial images."""
+    examples no earlier target has broken; returns adversarial images.
+
+    Args:
+      model, x, y, eps, n_iter, rho, seed: as ``apgd``.
+      n_restarts: restarts per target class.
+      n_target_classes: how many target classes to try (at most classes - 1; AutoAttack's 9).
+    """
     eps, n_iter, n_restarts, rho = _check(eps, n_iter, n_restarts, rho)
     n_target_classes = _common.check_positive_int(n_target_classes, "n_target_classes")
     x, y = _common.as_inputs(x, y)

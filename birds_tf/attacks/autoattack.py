@@ -49,6 +49,24 @@ def autoattack(model, x, y, eps=8 / 255, attacks=STANDARD, n_iter=100, n_restart
     ``n_target_classes`` APGD-T's and FAB-T's targets, ``n_queries`` Square's budget; ``options``
     maps an attack name to further keyword overrides for it. ``batch_size`` bounds how many
     examples one attack call sees; ``checks`` runs AutoAttack's own sanity checks.
+
+    Args:
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      eps: the L-inf radius.
+      attacks: the cascade, in order (default APGD-CE, APGD-T, FAB-T, Square); each runs on the
+        examples every earlier one left robust.
+      n_iter: APGD-CE, APGD-T and FAB-T iterations.
+      n_restarts: APGD-CE's restarts.
+      n_target_classes: APGD-T's and FAB-T's target classes.
+      n_queries: Square's query budget.
+      options: ``{attack name: {keyword: value}}`` overriding that attack's settings.
+      seed: seeds every attack's randomness.
+      batch_size: examples per attack call (None: all at once).
+      checks: run AutoAttack's sanity checks (warnings, e.g. randomised outputs).
+      return_details: return an ``AutoAttackResult`` (per-attack robust accuracy and time)
+        instead of the images alone.
     """
     eps = _common.check_eps(eps)
     unknown = [a for a in attacks if a not in _FUNCS]

@@ -73,7 +73,21 @@ def _cw_core(model, x, y, const, steps, lr, confidence, beta1=0.9, beta2=0.999, 
 
 def cw_l2(model, x, y, c=0.1, steps=100, learning_rate=0.01, binary_search_steps=1,
           confidence=0.0):
-    """Untargeted CW-L2 adversarial images (a tf.Tensor); failures come back as the clean image."""
+    """Untargeted CW-L2 adversarial images (a tf.Tensor); failures come back as the clean image.
+
+    The paper's "CW" row: Carlini & Wagner's L2 attack in tanh space with Adam; no eps, so it
+    scores how far the decision boundary is, not robustness inside an L-inf ball.
+
+    Args:
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      c: the weight of the misclassification term against the L2 distance.
+      steps: Adam steps per binary-search step.
+      learning_rate: Adam's learning rate.
+      binary_search_steps: rounds of the binary search on ``c`` (1: ``c`` as given).
+      confidence: the logit margin the adversarial class must win by (kappa).
+    """
     c = _common.check_eps(c, "c")
     steps = _common.check_positive_int(steps, "steps")
     binary_search_steps = _common.check_positive_int(binary_search_steps, "binary_search_steps")

@@ -105,7 +105,22 @@ def _fab_core(model, x, y, y_target, seed, use_rand_start, eps, n_iter, alpha_ma
 
 def fab_t(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, n_target_classes=9, alpha_max=0.1,
           eta=1.05, beta=0.9, seed=0):
-    """Targeted FAB (L-inf); returns adversarial images (the clean image where none is in eps)."""
+    """Targeted FAB (L-inf); returns adversarial images (the clean image where none is in eps).
+
+    Args:
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      eps: the L-inf radius an adversarial image must lie in to count.
+      n_iter: iterations per restart and target.
+      n_restarts: restarts per target class.
+      n_target_classes: target classes, the most likely wrong ones first (at most classes - 1).
+      alpha_max: the largest weight of the clean image's projection in each step (FAB's bias
+        towards the original point).
+      eta: the overshoot factor of each step.
+      beta: the backward step towards the clean image after a success.
+      seed: seeds the random starts.
+    """
     eps = _common.check_eps(eps)
     n_iter = _common.check_positive_int(n_iter, "n_iter")
     n_restarts = _common.check_positive_int(n_restarts, "n_restarts")

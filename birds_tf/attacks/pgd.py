@@ -83,7 +83,20 @@ _COMPILED = {}
 
 def pgd_linf(model, x, y, eps=8 / 255, step_size=2 / 255, steps=10, random_start=True,
              training=False, loss="ce", jit_compile=False):
-    """Adversarial images for ``model`` (which maps [0, 1] images to logits)."""
+    """L-inf PGD (Madry et al.): adversarial images for ``model``, a tf.Tensor like ``x``.
+
+    Args:
+      model: a callable mapping [0, 1] images to logits (a Keras model or a function).
+      x: images in [0, 1], NHWC (a batch; batching is the caller's, see ``registry``).
+      y: integer labels, shape (N,).
+      eps: the L-inf radius.
+      step_size: the signed-gradient step per iteration.
+      steps: iterations (>= 1).
+      random_start: start from a uniform point in the eps-ball instead of ``x``.
+      training: call the model in training mode (BatchNorm on batch statistics) while crafting.
+      loss: "ce" (cross-entropy) or "cw" (the margin ``max_{j!=y} z_j - z_y``).
+      jit_compile: compile the attack loop with XLA.
+    """
     validate(eps, step_size, steps, loss)
     if not tf.executing_eagerly():
         return pgd_linf_graph(model, x, y, eps, step_size, steps, random_start, training, loss)

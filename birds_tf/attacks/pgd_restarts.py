@@ -22,6 +22,19 @@ def pgd_restarts(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts
     """L-inf PGD with ``restarts`` random restarts; returns adversarial images (a tf.Tensor).
 
     Without a random start every restart would repeat the first, so only one run is made.
+    An example counts as broken by the first restart that misclassifies it.
+
+    Args:
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      eps: the L-inf radius.
+      step_size: the step per iteration.
+      steps: iterations per restart (>= 1).
+      restarts: runs from fresh random starts (>= 1).
+      loss: "ce" (cross-entropy) or "cw" (the margin loss).
+      random_start: start each run from a uniform point in the eps-ball.
+      seed: seeds the random starts (restart ``r`` uses a seed derived from it).
     """
     validate(eps, step_size, steps, loss)
     restarts = _common.check_positive_int(restarts, "restarts")
@@ -52,5 +65,9 @@ def pgd_restarts(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts
 def cw_inf(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts=1, random_start=True,
            seed=0):
     """CW-inf: PGD on the margin ``max_{j!=y} z_j - z_y`` (an L-inf variant proposed as an
-    assumption by official code notes 7.3; the paper's CW is CW-L2, ``cw.cw_l2``)."""
+    assumption by official code notes 7.3; the paper's CW is CW-L2, ``cw.cw_l2``).
+
+    Args:
+      model, x, y, eps, step_size, steps, restarts, random_start, seed: as ``pgd_restarts``.
+    """
     return pgd_restarts(model, x, y, eps, step_size, steps, restarts, "cw", random_start, seed)

@@ -75,6 +75,18 @@ def run_attack(name, model, x, y, eps=8 / 255, batch_size=256, return_adv=False,
     Returns dict(robust_accuracy (percent), clean_accuracy (percent), n, seconds, robust
     (np.bool_ per example), name, eps) and ``x_adv`` if ``return_adv``. Clean-misclassified
     examples are not robust and are not attacked.
+
+    Args:
+      name: a registry name (``names()``: pgd20, cw_l2, cw_inf, apgd_ce, apgd_t, fab_t, square,
+        autoattack).
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      eps: the L-inf radius (ignored by cw_l2, which has none).
+      batch_size: examples per attack call.
+      return_adv: also return the adversarial images.
+      first_batch: the index of the first batch, for the per-batch seeds.
+      **overrides: keyword settings of the attack replacing its standard ones.
     """
     fn, defaults = lookup(name)
     eps = _common.check_eps(eps)

@@ -80,7 +80,22 @@ def _square_core(model, x, y, seed, eps, n_queries, p_init, resc_schedule):
 
 def square(model, x, y, eps=8 / 255, n_queries=5000, p_init=0.8, n_restarts=1, seed=0,
            resc_schedule=False):
-    """L-inf Square Attack on NHWC images; returns adversarial images (a tf.Tensor)."""
+    """L-inf Square Attack on NHWC images; returns adversarial images (a tf.Tensor).
+
+    Score-based (no gradients), so it is the cascade's check against gradient masking.
+
+    Args:
+      model: a callable mapping [0, 1] images to logits.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      eps: the L-inf radius.
+      n_queries: model queries per example and restart.
+      p_init: the initial fraction of pixels a square covers (halved on ``p_selection``'s
+        schedule).
+      n_restarts: restarts on the examples still robust.
+      seed: seeds the square positions and signs.
+      resc_schedule: scale the schedule's breakpoints to ``n_queries`` (AutoAttack's option).
+    """
     eps = _common.check_eps(eps)
     n_queries = _common.check_positive_int(n_queries, "n_queries")
     n_restarts = _common.check_positive_int(n_restarts, "n_restarts")

@@ -17,6 +17,15 @@ def transfer_attack(source, target, x, y, attack, batch_size=256, **attack_kwarg
     ``attack`` is a callable or a registry name (then ``eps`` etc. go in ``attack_kwargs``).
     Returns dict(robust_accuracy, source_robust_accuracy (percent), n, seconds, robust
     (np.bool_ per example, on the target; clean-misclassified examples are not robust)).
+
+    Args:
+      source: the model the examples are crafted on.
+      target: the model that is scored on them.
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      attack: a callable ``(model, x, y, **kw) -> x_adv`` or a registry name such as "pgd20".
+      batch_size: examples per attack call.
+      **attack_kwargs: passed to the attack (``eps``, ``steps``, ...).
     """
     if isinstance(attack, str):
         from birds_tf.attacks import registry

@@ -346,6 +346,23 @@ def evaluate(model, x, y, attacks=DEFAULT_ATTACKS, eps=8 / 255, batch_size=256,
     ``transfer_source`` is given: examples crafted on it with ``transfer_attack``); ``rows`` (the
     printed table); ``warnings`` from ``sanity.sanity_checks`` (outputs random across two calls,
     probabilities instead of logits, zero gradients, a weaker attack beating a stronger one).
+
+    Args:
+      model: a callable mapping [0, 1] images to logits (a Keras model, or a loaded SavedModel
+        via ``SavedModelClassifier``).
+      x: images in [0, 1], NHWC.
+      y: integer labels, shape (N,).
+      attacks: registry names, run in order (default PGD-20, CW-L2, AutoAttack: the paper's).
+      eps: the L-inf radius.
+      batch_size: examples per attack call.
+      attack_options: ``{attack name: {keyword: value}}`` overriding an attack's settings.
+      transfer_source: a model to craft transfer examples on (paper Table A7), or None.
+      transfer_attack: the registry attack used on ``transfer_source``.
+      transfer_label: the transfer row's name in the table (default: the source's).
+      sanity: run the sanity checks and put their warnings in the report.
+      large_eps_check: also check that PGD at eps=0.5 breaks the model (gradient masking).
+      progress: a bar per attack on a terminal, one summary line otherwise (None or True);
+        False prints nothing.
     """
     attacks = check_attacks(attacks)
     eps = _common.check_eps(eps)

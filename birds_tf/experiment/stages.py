@@ -26,6 +26,7 @@ from birds_tf.training import epoch_eval
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import current_lr
 from birds_tf.utils.records import write_rows_csv
+from birds_tf.training import progress
 
 MODES = ("sgd", "pgd", "fast")
 FAST_STEP_FACTOR = 1.25
@@ -122,6 +123,7 @@ class PreStageLog(keras.callbacks.Callback):
         self._robust = None
         self._start = None
         self._lr = None
+        self.console = False  # print progress.format_stage lines (run_pre_stage sets it)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.time()
@@ -152,6 +154,8 @@ class PreStageLog(keras.callbacks.Callback):
         write_rows_csv(self.path, self.rows)
         logging.info("%s epoch %d: %s", self.stage, epoch + 1,
                      {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+        if self.console:
+            print(progress.format_stage(row), flush=True)
 
 
 def run_pre_stage(exp, trainer, epochs, csv_name, stage, callbacks=(), robust_eval=False,
@@ -165,6 +169,7 @@ def run_pre_stage(exp, trainer, epochs, csv_name, stage, callbacks=(), robust_ev
         log = PreStageLog(exp.path(csv_name), exp.splits, stage, exp.strategy,
                           exp.config.eval_attack() if robust_eval else None, exp.config.seed)
     log.stage = stage
+    log.console = exp.verbose != 0
     first = len(log.rows)
     trainer.fit(exp.splits.train, epochs=int(epochs), callbacks=list(callbacks) + [log],
                 verbose=0, shuffle=False)

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 
 import gin
@@ -29,7 +28,7 @@ from birds_tf.experiment import smoothing
 from birds_tf.metrics import flop_count, protocol
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import callbacks as cb
-from birds_tf.training import epoch_eval, resume
+from birds_tf.training import epoch_eval, progress, resume
 from birds_tf.training.adversarial import BN_MODES, AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD
 from birds_tf.utils import checks, records
@@ -204,7 +203,8 @@ def configured():
 class Experiment:
     """Shared state handed to method plug-ins: data, the model factory, and the trainer."""
 
-    def __init__(self, config, workdir, strategy, splits, smooth=None, trainer_cls=None):
+    def __init__(self, config, workdir, strategy, splits, smooth=None, trainer_cls=None,
+                 verbose=None):
         """
         Args:
           config: the validated ``Config``.
@@ -214,8 +214,11 @@ class Experiment:
           smooth: the KD / SWA add-ons (``smoothing.Smoothing``); ``None``: neither.
           trainer_cls: the main stage's trainer (distilling when KD is on); ``None``: the plain
             ``AdversarialModel``.
+          verbose: the console: 0 silent, 1 or ``None`` one progress line per epoch (pre-stages
+            included), 2 also Keras' full line of every log entry.
         """
         self.config = config
+        self.verbose = verbose
         self.workdir = workdir
         self.strategy = strategy
         self.splits = splits
@@ -259,7 +262,8 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
     Args:
       workdir: the run's folder (see the module docstring for what it holds).
       strategy: a ``tf.distribute`` strategy (default: the current one).
-      verbose: Keras ``fit`` verbosity (default: 1 on a terminal, else 2).
+      verbose: the console: 0 silent, 1 or ``None`` one progress line per epoch, 2 also Keras'
+        full line of every log entry (the detail).
       config: a ``Config``; ``None`` takes gin's ``train_eval.*`` bindings.
     """
     config = configured() if config is None else config.validate()
@@ -277,7 +281,8 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
     os.makedirs(workdir, exist_ok=True)
     records.write_json(os.path.join(workdir, CONFIG_RECORD), config.as_dict())
     exp = Experiment(config, workdir, strategy, splits, smooth,
-                     smooth.trainer_cls(splits, strategy))  # loads and checks teachers
+                     smooth.trainer_cls(splits, strategy),  # loads and checks teachers
+                     verbose=verbose)
     start = time.time()
     state = resume.load(exp)
     if state is not None and state.get("stage") == "done" and os.path.exists(
@@ -300,9 +305,11 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
 #   models      best/final ``.keras`` files (by ``val_ra``);
 #   tensorboard the same logs as event files;
 #   resume      the checkpoint and ``state.json`` (with the metrics writer's history);
-#   masks       per-epoch masks of sparse runs.
+#   masks       per-epoch masks of sparse runs;
+#   progress    the console's line (reads what every callback above put in logs); none at
+#               ``verbose=0``.
 CALLBACK_SLOTS = ("guard", "evaluation", "method", "smoothing", "metrics", "models",
-                  "tensorboard", "resume", "masks")
+                  "tensorboard", "resume", "masks", "progress")
 
 
 def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
@@ -324,6 +331,8 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
         "resume": [resume.ResumeCheckpoint(exp, model, writer, method + smooth)],
         # masks between epochs, for mask-similarity figures and FLOPs
         "masks": [cb.MaskHistory(exp.path("masks"))] if plugin.sparse else [],
+        "progress": ([progress.EpochProgress(c.epochs, sparse=plugin.sparse)]
+                     if exp.verbose != 0 else []),
     }
     assert tuple(slots) == CALLBACK_SLOTS
     return slots, [callback for name in CALLBACK_SLOTS for callback in slots[name]]
@@ -353,9 +362,9 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
 
 
 def _verbosity(verbose):
-    if verbose is not None:
-        return verbose
-    return 1 if sys.stdout.isatty() else 2
+    """Keras' own epoch output: only its full line of every log entry at ``verbose=2`` (the
+    detail); ``progress.EpochProgress`` prints the console line at 1 (None) and 2."""
+    return 2 if verbose == 2 else 0
 
 
 def finish(exp, plugin, model, seconds):

@@ -26,7 +26,11 @@ def sparsify(model):
     partly masked model, is safe and never resets a mask.
 
     Args:
-      model: a functional or Sequential Keras model.
+      model: a functional or Sequential Keras model (subclassed models cannot be cloned); it is
+        left unchanged. Every ``Conv2D`` and ``Dense`` becomes its masked twin.
+
+    Returns:
+      The masked clone, ready for ``init_sparse`` or ``AdversarialModel``.
     """
     if not isinstance(model, (keras.Sequential, keras.Model)) or not hasattr(model, "inputs") \
             or model.inputs is None:

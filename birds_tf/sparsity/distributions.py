@@ -256,17 +256,18 @@ def init_sparse(model, density, method, seed, data=None):
     """Flying Bird's sparse init: layer budget, then a random mask per layer, applied in place.
 
     Pruned kernel entries are zeroed (``masks.set_masks``), as the reference's ``apply_mask``
-    after ``Masking.init``; surviving weights keep their initial values.
+    after ``Masking.init``; surviving weights keep their initial values. Returns the masks.
 
     Args:
       model: a model with masked layers (``birds_tf.models`` or ``birds_tf.sparsify``).
-      density: the kept fraction over all masked kernels (0.2 = 80% sparsity).
-      method: the layer-wise budget, one of ``DISTRIBUTIONS`` (``'snip'`` needs ``data``).
-      seed: seed of the random masks (an integer >= 0; each layer draws its own stream).
-      data: batches ``[(x, y)]`` for the SNIP budget.
+      density: the global fraction of kept weights over the masked layers, in (0, 1].
+      method: how the budget is split over layers: "erk" (Erdos-Renyi-Kernel, the paper's),
+        "er", "uniform", "igq" or "snip" (``DISTRIBUTIONS``).
+      seed: seeds the random masks (an integer).
+      data: ``(x, y)`` or a list of such batches; needed by "snip" only.
 
     Returns:
-      ``{layer name: 0/1 mask}``, as set on the model.
+      ``{layer name: mask}`` as applied.
     """
     seed = checks.seed(seed)
     budget = layer_densities(model, density, method, data=data)

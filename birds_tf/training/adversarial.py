@@ -19,7 +19,19 @@ BN_MODES = ("train", "eval")
 
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
-    """L-inf PGD settings. ``steps=0`` means clean training (no attack)."""
+    """L-inf PGD settings for crafting training (or evaluation) examples.
+
+    ``steps=0`` (or ``eps=0``) means clean training: no attack is run. Values are checked here,
+    so a bad setting fails before any training.
+
+    Args:
+      eps: the L-inf radius in [0, 1] pixel units (the paper's 8/255).
+      step_size: the PGD step per iteration (the paper's 2/255).
+      steps: PGD iterations (10 for training in the paper); 0 for clean training.
+      random_start: start from a uniform point in the eps-ball (Madry et al.) instead of x.
+      bn_mode: BatchNorm while crafting: "train" (batch statistics, as the reference crafts
+        under ``model.train()``) or "eval" (running statistics).
+    """
 
     eps: float = 8 / 255
     step_size: float = 2 / 255
@@ -49,7 +61,22 @@ def cross_entropy(y, logits):
 
 @keras.saving.register_keras_serializable(package="birds_tf")
 class AdversarialModel(keras.Model):
-    """Wraps a classifier ``net`` (``[0,1]`` images -> logits) with PGD adversarial training."""
+    """Wraps a classifier ``net`` (``[0,1]`` images -> logits) with PGD adversarial training.
+
+    ``train_step`` crafts PGD examples with ``train_attack`` and trains on them alone (Madry
+    et al.); its metrics are the running ``loss`` and ``ra`` (robust accuracy on the crafted
+    batch, a fraction). Sparse training reads the dense gradient it records after
+    ``enable_dense_gradients()`` (Flying Bird's gradient growth).
+
+    Args:
+      net: a Keras classifier mapping ``[0, 1]`` images to logits (``birds_tf.models`` or
+        ``birds_tf.sparsify(model)``); it is trained in place and saved on its own.
+      train_attack: an ``AttackConfig`` for the training examples (default PGD-10, eps 8/255,
+        step 2/255).
+      seed: seeds the generator of PGD's random starts (checkpointed with the trainer, so a
+        resumed run repeats an uninterrupted one); None draws a non-deterministic seed.
+      **kwargs: passed to ``keras.Model`` (e.g. ``name``).
+    """
 
     def __init__(self, net, train_attack=None, seed=None, **kwargs):
         super().__init__(**kwargs)

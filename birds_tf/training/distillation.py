@@ -83,7 +83,8 @@ def load_teacher(path, checkpoint="best", role="teacher", strategy=None):
     kind, where = resolve_teacher_path(path, checkpoint, role)
     strategy = strategy or tf.distribute.get_strategy()
     if kind == "keras":
-        import birds_tf  # noqa: F401  (registers the masked layers)
+        import birds_tf
+        birds_tf.register_keras_objects()  # the masked layers, by name
         with strategy.scope():
             net = keras.models.load_model(where, compile=False)
         net.trainable = False

@@ -58,7 +58,8 @@ def load_model(workdir, which="final"):
                         f"{which}.keras")
     import keras
 
-    import birds_tf  # noqa: F401  (registers the masked layers)
+    import birds_tf
+    birds_tf.register_keras_objects()  # the masked layers, by name
     return keras.models.load_model(path, compile=False)
 
 
