@@ -36,7 +36,7 @@ def report(workdirs, out_dir=None, csv_path=None, markdown_path=None, training="
     if out_dir:
         markdown_path = markdown_path or os.path.join(out_dir, "table.md")
         csv_path = csv_path or os.path.join(out_dir, "table.csv")
-    from birds_tf.utils.files import atomic_write_text
+    from birds_tf.utils.records import atomic_write_text
     if markdown_path:
         atomic_write_text(markdown_path, md + "\n")
     if csv_path:
