@@ -3,7 +3,7 @@ import contextlib
 
 import keras
 
-from birds_tf.layers import Conv2D, MaskedConv2D, MaskedDense, Normalize
+from birds_tf.layers import BatchNormalization, Conv2D, MaskedConv2D, MaskedDense, Normalize
 
 # PyTorch BatchNorm2d(momentum=0.1, eps=1e-5) in Keras terms.
 BN_MOMENTUM = 0.9
@@ -31,7 +31,7 @@ def check_init(init):
 
 
 def bn(name):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def conv(filters, kernel_size, stride, name, init="torch", use_bias=False,
