@@ -58,7 +58,9 @@ def dense(units, name, init="torch", bias_init=None):
 
 def stem_input(input_shape, mean, std):
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    return inputs, Normalize(mean, std, name="normalize")(inputs)
+    # float32 under mixed precision too, as torch.autocast leaves (x - mean) / std in fp32: the
+    # PGD perturbation (steps of 2/255) is added and standardised before any bf16/fp16 rounding.
+    return inputs, Normalize(mean, std, name="normalize", dtype="float32")(inputs)
 
 
 def pad_conv(x, filters, stride, name, init="torch", use_bias=False, kernel_init="torch_default"):
