@@ -71,7 +71,9 @@ def main():
         if a.save:
             np.savez(a.save, __x__=x, __y__=y,
                      **{v.path: np.asarray(v.numpy(), np.float32) for v in net.weights})
-        run_attack(a.eval, net, x[:4], y[:4], batch_size=a.batch)  # warm-up/trace
+        # Warm-up on the same images: AutoAttack traces each sub-attack the first time a point
+        # reaches it, which a smaller warm-up set may never do.
+        run_attack(a.eval, net, x, y, batch_size=a.batch)
         t0 = time.perf_counter()
         result = run_attack(a.eval, net, x, y, batch_size=a.batch)
         out["images_per_s"] = round(n / (time.perf_counter() - t0), 3)
