@@ -99,9 +99,12 @@ def _dir_size(path):
                for f in files)
 
 
-def export_workdir(workdir, out, which="final"):
+def export_workdir(workdir, out, which="final", shrink=False, litert=False):
     """SavedModel of the workdir's ``which`` checkpoint at ``out``, with ``metadata.json`` and
-    ``sparse_weights.npz`` inside it; returns the metadata."""
+    ``sparse_weights.npz`` inside it; returns the metadata. ``shrink``: dead channels removed
+    first (``birds_tf.export.shrink``), their counts before/after in the metadata. ``litert``:
+    ``model.tflite`` (+ ``model_sparse.tflite`` for a sparse model) next to it
+    (``birds_tf.export.litert``), their sizes in ``sizes_bytes``."""
     from birds_tf.metrics import flops
     from birds_tf.sparsity import masks as masks_lib
     from birds_tf.utils import workdir as wd
@@ -110,6 +113,10 @@ def export_workdir(workdir, out, which="final"):
         raise ValueError(f"Export folder {os.fspath(out)!r} exists and is not empty; choose a "
                          "new --out.")
     net = wd.load_model(workdir, which)
+    shrunk = None
+    if shrink:
+        from birds_tf.export import shrink as shrink_lib
+        net, shrunk = shrink_lib.shrink_for_export(net, res)
     plain = fold_masks(net)
     plain.export(out, format="tf_saved_model", verbose=False)
     counted = flops.count(net)
@@ -141,6 +148,11 @@ def export_workdir(workdir, out, which="final"):
                         "saved_model": _dir_size(out)},
         "config": texts,
     }
+    if litert:
+        from birds_tf.export.litert import export_next_to
+        metadata["sizes_bytes"].update(export_next_to(plain, out, metadata["density"] < 1.0))
+    if shrunk is not None:
+        metadata["shrink"] = dict(shrunk, parameters_after=int(plain.count_params()))
     with open(os.path.join(out, "metadata.json"), "w") as f:
         json.dump(metadata, f, indent=2, sort_keys=True, default=float)
     return metadata

@@ -9,6 +9,7 @@ _REGISTRY = {
     "dense": "birds_tf.training.methods:Dense",
     "fb": "birds_tf.training.flying_bird:FlyingBird",
     "fb_plus": "birds_tf.training.flying_bird:FlyingBirdPlus",
+    "fb_plus_channel": "birds_tf.training.flying_bird_channel:FlyingBirdPlusChannel",
     "rb": "birds_tf.training.robust_bird:RobustBird",
     "random": "birds_tf.training.static_pruning:RandomPruning",
     "igq": "birds_tf.training.static_pruning:IGQPruning",
