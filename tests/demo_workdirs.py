@@ -10,7 +10,8 @@ BINDINGS = ["train_eval.epochs = 3", "train_eval.milestones = (2,)",
             "train_eval.max_eval = 64", "train_eval.train_steps = 1",
             "train_eval.eval_steps = 1"]
 RUNS = {"dense": ["gin/quickstart.gin", "gin/smoke.gin"],
-        "fb_plus": ["gin/fb_plus_resnet18.gin", "gin/smoke.gin"]}
+        "fb_plus": ["gin/fb_plus_resnet18.gin", "gin/smoke.gin"],
+        "fb_plus_channel": ["gin/fb_plus_channel_resnet18.gin", "gin/smoke.gin"]}
 
 
 def make(tmp_path_factory, names=("dense", "fb_plus")):

@@ -14,8 +14,9 @@ from birds_tf.training.flying_bird import FlyingBirdPlus
 class FlyingBirdPlusChannel(FlyingBirdPlus):
     name = "fb_plus_channel"
 
-    def __init__(self, config, distribution="igq", init_seed=None, snip_batches=1):
-        super().__init__(config, distribution, init_seed, snip_batches)
+    def __init__(self, config, **kwargs):
+        # FlyingBirdPlus' settings (distribution, ...) come from its own gin bindings.
+        super().__init__(config, **kwargs)
         ChannelSchedule()  # a bad gin binding fails before any data or model work
 
     def callbacks(self, exp, model, state):
