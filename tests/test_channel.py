@@ -139,3 +139,14 @@ def test_shrink_refuses_dense_models_and_models_without_dead_channels():
         shrink_lib.shrink(plain)
     with pytest.raises(ValueError, match="target sparsity 0"):
         shrink_lib.shrink_for_export(net, {"method": "dense", "target_sparsity": 0.0})
+
+
+def test_layer_mean_scores_compare_channels_within_their_layer():
+    umms = [np.array([1.0, 3.0]), np.array([0.1, 0.3, 100.0])]
+    alive = [np.array([True, True]), np.array([True, True, False])]
+    s = channel.channel_scores(umms, alive, "layer_mean")
+    np.testing.assert_allclose(s[0], [0.5, 1.5])
+    np.testing.assert_allclose(s[1], [0.5, 1.5, 500.0])
+    assert channel.channel_scores(umms, alive, "global")[1][0] == 0.1
+    with pytest.raises(ValueError, match="score"):
+        channel.ChannelSchedule(score="l1")

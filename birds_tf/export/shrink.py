@@ -37,16 +37,9 @@ def channel_counts(net):
     return {p.name: int(p.filters) for p, _, _ in removable_groups(net)}
 
 
-def narrow(net, remove):
-    """A copy of ``net`` without the channels ``remove`` names (``{producer: [channel, ...]}``).
-
-    Masked layers stay masked (the copy can keep training), every weight (masks, BN statistics
-    included) is copied with the removed entries sliced out.
-
-    Args:
-      net: a functional Keras model.
-      remove: channels per producer; every producer must head a removable group.
-    """
+def _plan(net, remove):
+    """``(keep, out_slice, in_slice)``: kept channels per producer, and which weights lose
+    entries on their last axis (producer, chain) or on the input axis (consumer kernel)."""
     groups = {p.name: (p, chain, c) for p, chain, c in removable_groups(net)}
     unknown = sorted(set(remove) - set(groups))
     if unknown:
@@ -67,6 +60,33 @@ def narrow(net, remove):
         for layer in chain:
             out_slice[layer.name] = kept
         in_slice[consumer.name] = kept
+    return keep, out_slice, in_slice
+
+
+def slice_value(plan, layer_name, value):
+    """``value`` (a weight of ``layer_name``, or a same-shaped optimizer slot) with the planned
+    entries removed."""
+    _, out_slice, in_slice = plan
+    v = np.asarray(value)
+    if layer_name in out_slice:
+        v = v[..., out_slice[layer_name]]
+    if layer_name in in_slice and v.ndim == 4:
+        v = v[:, :, in_slice[layer_name], :]
+    return v
+
+
+def narrow(net, remove):
+    """A copy of ``net`` without the channels ``remove`` names (``{producer: [channel, ...]}``).
+
+    Masked layers stay masked (the copy can keep training), every weight (masks, BN statistics
+    included) is copied with the removed entries sliced out.
+
+    Args:
+      net: a functional Keras model.
+      remove: channels per producer; every producer must head a removable group.
+    """
+    plan = _plan(net, remove)
+    keep = plan[0]
 
     def clone(layer):
         config = layer.get_config()
@@ -79,17 +99,21 @@ def narrow(net, remove):
         if not layer.weights:
             continue
         twin = new.get_layer(layer.name)
-        values = []
-        for w in layer.weights:
-            v = np.asarray(w.numpy())
-            if layer.name in out_slice:
-                v = v[..., out_slice[layer.name]]
-            if layer.name in in_slice and v.ndim == 4:
-                v = v[:, :, in_slice[layer.name], :]
-            values.append(v)
-        for w, v in zip(twin.weights, values):
-            w.assign(v)
+        for w, old in zip(twin.weights, layer.weights):
+            w.assign(slice_value(plan, layer.name, old.numpy()))
     return new
+
+
+def paired_variables(old_net, new_net):
+    """``[(layer name, old variable, new variable)]`` for every weight of the two nets (same
+    layers, one narrower), to carry optimizer slots across a shrink."""
+    out = []
+    for layer in old_net.layers:
+        if not layer.weights:
+            continue
+        twin = new_net.get_layer(layer.name)
+        out += [(layer.name, a, b) for a, b in zip(layer.weights, twin.weights)]
+    return out
 
 
 def shrink(net, plain=True):
@@ -134,6 +158,10 @@ def shrink_for_export(net, results=None):
                          "Export it without --shrink.")
     before = channel_counts(net)
     params_before = int(fold_masks(net).count_params())
+    trained = results.get("channels_per_layer")
+    if trained and not dead_channels(net):  # already shrunk during training: nothing is dead
+        return net, {"channels": {k: dict(v) for k, v in trained.items()},
+                     "parameters_before": None, "shrunk_during_training": True}
     small = shrink(net, plain=False)
     return small, {"channels": channels_report(before, channel_counts(small)),
                    "parameters_before": params_before}

@@ -193,8 +193,11 @@ def train_eval(workdir, strategy=None, method="dense", dataset="digits", data_di
         logging.info("%s already holds a finished run; its results are unchanged.", workdir)
         with open(exp.path("results.json")) as f:
             return json.load(f)
-    net, model = plugin.prepare(exp, state)
-    run_main_stage(exp, plugin, model, state, verbose)
+    if hasattr(plugin, "run_main"):  # methods that rebuild their model mid-run (fb_plus_channel)
+        model = plugin.run_main(exp, state, verbose)
+    else:
+        net, model = plugin.prepare(exp, state)
+        run_main_stage(exp, plugin, model, state, verbose)
     return finish(exp, plugin, model, time.time() - start)
 
 
