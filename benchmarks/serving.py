@@ -11,8 +11,9 @@ Models (random weights: speed depends on shapes only):
   channel       the same masks, then ``--channel-sparsity`` of the removable channels removed by
                 the fb_plus_channel rule (global UMM ranking, Chase's per-layer floor) and the
                 model physically shrunk (what ``launch.export --shrink`` writes).
-Each round times every model once, in turn, so machine noise hits all of them alike; the medians
-over rounds and the ratios to dense are reported.
+Each round times every model once, in turn (each round starting with another model), so machine
+noise hits all of them alike; medians over rounds, ratios to dense, and the per-round ratios
+(dense and unstructured have the same shapes: their ratio shows the noise) are reported.
 """
 import argparse
 import json
@@ -90,6 +91,7 @@ def main():
     p.add_argument("--train-batch", type=int, default=32)
     p.add_argument("--train-steps", type=int, default=3)
     p.add_argument("--pgd-steps", type=int, default=2)
+    p.add_argument("--train-rounds", type=int, default=2)
     p.add_argument("--no-train", action="store_true")
     a = p.parse_args()
 
@@ -130,25 +132,35 @@ def main():
         x = x_all[:batch]
         fns = {k: _serve_fn(m, batch, shape) for k, m in models.items()}
         runs = {k: [] for k in models}
-        for _ in range(a.rounds):
-            for k, fn in fns.items():
-                runs[k].append(_time(fn, x, a.min_seconds))
+        names = list(fns)
+        for r in range(a.rounds):  # each round starts with another model: no order bias
+            for k in names[r % 3:] + names[:r % 3]:
+                runs[k].append(_time(fns[k], x, a.min_seconds))
         med = {k: statistics.median(v) for k, v in runs.items()}
         out["serve_images_per_s"][f"batch{batch}"] = {k: round(v, 2) for k, v in med.items()}
         out["serve_ratio_to_dense"][f"batch{batch}"] = {
             k: round(v / med["dense"], 3) for k, v in med.items()}
-        out["serve_ratio_to_dense"][f"batch{batch}_per_round_channel"] = [
-            round(c / d, 3) for c, d in zip(runs["channel"], runs["dense"])]
+        for k in ("unstructured", "channel"):
+            per_round = [c / d for c, d in zip(runs[k], runs["dense"])]
+            out["serve_ratio_to_dense"][f"batch{batch}_per_round_{k}"] = [
+                round(v, 3) for v in per_round]
+            out["serve_ratio_to_dense"][f"batch{batch}_median_per_round_{k}"] = round(
+                statistics.median(per_round), 3)
     if not a.no_train:
         xt = x_all[:a.train_batch] if a.train_batch <= len(x_all) else np.random.default_rng(
             1).random((a.train_batch,) + shape).astype("float32")
         y = np.random.default_rng(1).integers(0, 10, a.train_batch).astype("int32")
-        wide = _train_ips(sparse_net, xt, y, a.train_steps, a.pgd_steps)
-        thin = _train_ips(narrow(sparse_net, removed), xt, y, a.train_steps, a.pgd_steps)
-        out["train_images_per_s"] = {"before_shrink": round(wide, 2),
-                                     "after_shrink": round(thin, 2),
-                                     "ratio": round(thin / wide, 3), "pgd_steps": a.pgd_steps,
-                                     "batch": a.train_batch}
+        thin_net = narrow(sparse_net, removed)
+        wide, thin = [], []
+        for _ in range(a.train_rounds):  # alternated, medians reported
+            wide.append(_train_ips(sparse_net, xt, y, a.train_steps, a.pgd_steps))
+            thin.append(_train_ips(thin_net, xt, y, a.train_steps, a.pgd_steps))
+        out["train_images_per_s"] = {
+            "before_shrink": round(statistics.median(wide), 2),
+            "after_shrink": round(statistics.median(thin), 2),
+            "ratio": round(statistics.median(thin) / statistics.median(wide), 3),
+            "per_round_ratio": [round(t / w, 3) for t, w in zip(thin, wide)],
+            "pgd_steps": a.pgd_steps, "batch": a.train_batch, "masked": True}
     print(json.dumps(out))
 
 
