@@ -93,6 +93,8 @@ def main():
     p.add_argument("--pgd-steps", type=int, default=2)
     p.add_argument("--train-rounds", type=int, default=2)
     p.add_argument("--no-train", action="store_true")
+    p.add_argument("--litert", action="store_true",
+                   help="also time .tflite files (dense, sparse-optimized, shrunk) at batch 1")
     a = p.parse_args()
 
     import keras
@@ -146,6 +148,8 @@ def main():
                 round(v, 3) for v in per_round]
             out["serve_ratio_to_dense"][f"batch{batch}_median_per_round_{k}"] = round(
                 statistics.median(per_round), 3)
+    if a.litert:
+        out["litert"] = _litert(models, x_all[:1], a.rounds, a.min_seconds)
     if not a.no_train:
         xt = x_all[:a.train_batch] if a.train_batch <= len(x_all) else np.random.default_rng(
             1).random((a.train_batch,) + shape).astype("float32")
@@ -162,6 +166,47 @@ def main():
             "per_round_ratio": [round(t / w, 3) for t, w in zip(thin, wide)],
             "pgd_steps": a.pgd_steps, "batch": a.train_batch, "masked": True}
     print(json.dumps(out))
+
+
+def _litert(models, x, rounds, min_seconds):
+    """File sizes and batch-1 images/s of the LiteRT files (interleaved rounds, medians)."""
+    import tempfile
+
+    from birds_tf.export.litert import export_litert, run_litert  # noqa: F401
+    files = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model, sparse in (("dense", models["dense"], False),
+                                    ("unstructured_sparse_format", models["unstructured"], True),
+                                    ("channel", models["channel"], False)):
+            path = os.path.join(tmp, name + ".tflite")
+            files[name] = (path, export_litert(model, path, sparse=sparse))
+        import warnings
+
+        import tensorflow as tf
+        calls = {}
+        for name, (path, _) in files.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                it = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+            it.allocate_tensors()
+            inp, outp = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+
+            def call(x, it=it, inp=inp, outp=outp):
+                it.set_tensor(inp, x)
+                it.invoke()
+                return it.get_tensor(outp)
+            calls[name] = call
+        runs = {k: [] for k in calls}
+        for _ in range(rounds):
+            for k, call in calls.items():
+                call(x)
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < min_seconds or n < 2:
+                    call(x)
+                    n += 1
+                runs[k].append(n / (time.perf_counter() - t0))
+    return {"bytes": {k: v[1] for k, v in files.items()},
+            "batch1_images_per_s": {k: round(statistics.median(v), 2) for k, v in runs.items()}}
 
 
 def _cpu():
