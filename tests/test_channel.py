@@ -150,3 +150,20 @@ def test_layer_mean_scores_compare_channels_within_their_layer():
     assert channel.channel_scores(umms, alive, "global")[1][0] == 0.1
     with pytest.raises(ValueError, match="score"):
         channel.ChannelSchedule(score="l1")
+
+
+def test_rebuild_waits_for_enough_pending_channels_or_the_final_count():
+    cb = channel.ChannelDynamicSparsity(plus=False, shrink_during_training=True,
+                                        shrink_min_fraction=0.1,
+                                        schedule=channel.ChannelSchedule(0.5))
+    cb._groups = [(type("P", (), {"name": "a"}), None)]
+    cb.original_channels = {"a": 100}
+    cb.removed = {"a": list(range(9))}
+    assert not cb._rebuild_due()  # 9 of 100 pending, final count 50 not reached
+    cb.removed = {"a": list(range(10))}
+    assert cb._rebuild_due()
+    cb.physical = {"a": list(range(45))}
+    cb.removed = {"a": list(range(50))}
+    assert cb._rebuild_due()  # only 5 pending, but the schedule is complete
+    cb.physical = {"a": list(range(50))}
+    assert not cb._rebuild_due()

@@ -258,16 +258,20 @@ class ChannelDynamicSparsity(DynamicSparsity):
         its checkpoint), so the caller rebuilds the model without them
         (``birds_tf.training.flying_bird_channel``); ``physical`` then lists the channels that
         the current model no longer has. All indices are the original model's.
+      shrink_min_fraction: rebuild only once the removed-but-present channels reach this fraction
+        of the removable ones, or the schedule's final count is reached (every rebuild retraces
+        the training graph, which at small scale costs more than the narrower epochs save).
     """
 
     def __init__(self, plus=True, schedule=None, removed=None, shrink_during_training=False,
-                 **kwargs):
+                 shrink_min_fraction=0.1, **kwargs):
         super().__init__(plus=plus, **kwargs)
         self.schedule = schedule or ChannelSchedule()
         self.removed = {k: sorted(int(c) for c in v) for k, v in (removed or {}).items()}
         self.physical = {}
         self.shrinks = []  # physical shrinks done between fit segments (recorded by the caller)
         self.shrink_during_training = bool(shrink_during_training)
+        self.shrink_min_fraction = float(shrink_min_fraction)
         self.channel_events = []
         self.original_channels = {}
         self.original_weights = None
@@ -439,8 +443,16 @@ class ChannelDynamicSparsity(DynamicSparsity):
             logs["channels_removed"] = float(self.removed_count())
             logs["density_vs_original"] = self.density_vs_original()
         epochs = (self.params or {}).get("epochs") or self._epochs
-        if self.shrink_during_training and self.pending() and epochs and epoch + 1 < epochs:
+        if self.shrink_during_training and epochs and epoch + 1 < epochs and self._rebuild_due():
             self.model.stop_training = True  # the checkpoint of this epoch is written after us
+
+    def _rebuild_due(self):
+        pending = sum(len(v) for v in self.pending().values())
+        if not pending:
+            return False
+        total = self.total_channels()
+        final = self.removed_count() >= round(total * self.schedule.channel_sparsity)
+        return final or pending >= self.shrink_min_fraction * total
 
     def channels_per_layer(self):
         """``{producer: {"before": original, "after": alive}}``."""

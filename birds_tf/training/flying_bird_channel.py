@@ -25,22 +25,29 @@ _STATE_KEY = ChannelDynamicSparsity.__name__
 @gin.configurable
 class FlyingBirdPlusChannel(FlyingBirdPlus):
     """Args (besides ``FlyingBirdPlus``' own, from its gin bindings):
-      shrink_during_training: rebuild the model narrower after every epoch that removed
-        channels (``False``: dead channels stay masked until ``launch.export --shrink``).
+      shrink_during_training: rebuild the model narrower after an epoch that removed channels
+        (``False``: dead channels stay masked until ``launch.export --shrink``).
+      shrink_min_fraction: rebuild once at least this fraction of the removable channels waits
+        (or the schedule is complete); see ``ChannelDynamicSparsity``.
     """
 
     name = "fb_plus_channel"
 
-    def __init__(self, config, shrink_during_training=True, **kwargs):
+    def __init__(self, config, shrink_during_training=True, shrink_min_fraction=0.1, **kwargs):
         # FlyingBirdPlus' settings (distribution, ...) come from its own gin bindings.
         super().__init__(config, **kwargs)
         ChannelSchedule()  # a bad gin binding fails before any data or model work
         self.shrink_during_training = bool(shrink_during_training)
+        if not 0.0 <= shrink_min_fraction <= 1.0:
+            raise ValueError(f"shrink_min_fraction must be in [0, 1], got "
+                             f"{shrink_min_fraction!r}.")
+        self.shrink_min_fraction = float(shrink_min_fraction)
 
     def callbacks(self, exp, model, state):
         self.callback = ChannelDynamicSparsity(
             plus=True, schedule=ChannelSchedule(),
-            shrink_during_training=self.shrink_during_training)
+            shrink_during_training=self.shrink_during_training,
+            shrink_min_fraction=self.shrink_min_fraction)
         if self.callback.seed is None:
             self.callback.set_seed(self.config.seed)
         saved = resume.callback_state(state, self.callback)
