@@ -58,7 +58,8 @@ def main(argv=None):
         ch = meta["shrink"]["channels"]
         print(f"shrunk: {sum(v['before'] for v in ch.values())} -> "
               f"{sum(v['after'] for v in ch.values())} removable channels, parameters "
-              f"{meta['shrink']['parameters_before']} -> {meta['shrink']['parameters_after']}")
+              f"{meta['shrink']['parameters_before'] or 'n/a (shrunk during training)'} -> "
+              f"{meta['shrink']['parameters_after']}")
     return 0
 
 

@@ -25,6 +25,12 @@ def test_killed_after_a_shrink_point_resumes_to_the_uninterrupted_run(tmp_path, 
     assert res["final_sparsity_vs_original"] > res["final_sparsity"]
     model_filters = {k: v["after"] for k, v in res["channels_per_layer"].items()}
     assert sum(model_filters.values()) == 60
+    # The final model is already narrow; --shrink exports it with the training's channel counts.
+    from launch import export
+    export.main([f"--workdir={straight}", f"--out={tmp_path / 'exported'}", "--shrink"])
+    meta = json.loads((tmp_path / "exported" / "metadata.json").read_text())
+    assert meta["shrink"]["shrunk_during_training"]
+    assert meta["shrink"]["channels"] == res["channels_per_layer"]
 
     workdir = tmp_path / "crashed"
     assert test_resume._run(workdir, crash_at="shrink:1", check=False).returncode == 137
