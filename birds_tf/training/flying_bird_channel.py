@@ -59,6 +59,15 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
     def run_main(self, exp, state, verbose=None):
         """``experiment.run_main_stage`` until the last epoch, shrinking between segments."""
         from birds_tf.training import experiment
+        if self.shrink_during_training and exp.smoothing.swa.enabled:
+            raise ValueError("SWA averages weights across epochs, which a model rebuilt narrower "
+                             "mid-run cannot do; set FlyingBirdPlusChannel."
+                             "shrink_during_training = False (export with --shrink instead) or "
+                             "turn SWA off.")
+        if self.shrink_during_training and self.config.mixed_precision == "mixed_float16":
+            raise ValueError("shrink_during_training does not carry a LossScaleOptimizer's "
+                             "state yet; use mixed_precision=None or 'mixed_bfloat16', or set "
+                             "FlyingBirdPlusChannel.shrink_during_training = False.")
         while True:
             _, model = self.prepare(exp, state)
             experiment.run_main_stage(exp, self, model, state, verbose)
