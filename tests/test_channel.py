@@ -167,3 +167,19 @@ def test_rebuild_waits_for_enough_pending_channels_or_the_final_count():
     assert cb._rebuild_due()  # only 5 pending, but the schedule is complete
     cb.physical = {"a": list(range(50))}
     assert not cb._rebuild_due()
+
+
+def test_rebuilding_mid_run_is_refused_with_swa_or_loss_scaling():
+    from types import SimpleNamespace as NS
+
+    from birds_tf.training.flying_bird_channel import FlyingBirdPlusChannel
+    config = NS(sparsity=0.8, seed=1, method="fb_plus_channel", mixed_precision=None)
+    exp = NS(smoothing=NS(swa=NS(enabled=True)))
+    with pytest.raises(ValueError, match="SWA"):
+        FlyingBirdPlusChannel(config).run_main(exp, None)
+    config.mixed_precision = "mixed_float16"
+    exp.smoothing.swa.enabled = False
+    with pytest.raises(ValueError, match="LossScaleOptimizer"):
+        FlyingBirdPlusChannel(config).run_main(exp, None)
+    with pytest.raises(ValueError, match="shrink_min_fraction"):
+        FlyingBirdPlusChannel(config, shrink_min_fraction=2.0)
