@@ -2,6 +2,7 @@
 SavedModel that a fresh process reloads with the masked model's logits; bad input refused."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,8 @@ from tests.test_export import RELOAD
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return demo_workdirs.make(tmp_path_factory, ("dense", "fb_plus", "fb_plus_channel"))
+    # Shared with test_export.py / test_report_plots.py (fb_plus) in a full run: one new training.
+    return demo_workdirs.make(tmp_path_factory, ("fb_plus", "fb_plus_channel"))
 
 
 def test_shrunk_export_reloads_in_a_fresh_process_with_equal_logits(runs, tmp_path, capsys):
@@ -52,8 +54,16 @@ def test_shrunk_export_reloads_in_a_fresh_process_with_equal_logits(runs, tmp_pa
         assert saved[name].shape[-1] == ch["layer1_0_conv1"]["after"]
 
 
-@pytest.mark.parametrize("run,match", [("dense", "dense model"),
-                                       ("fb_plus", "no removable channel")])
-def test_shrink_refuses_dense_runs_and_runs_without_dead_channels(runs, tmp_path, run, match):
-    with pytest.raises(SystemExit, match=match):
-        export.main([f"--workdir={runs[run]}", f"--out={tmp_path / 'x'}", "--shrink"])
+def test_shrink_refuses_dense_runs_and_runs_without_dead_channels(runs, tmp_path):
+    with pytest.raises(SystemExit, match="no removable channel"):
+        export.main([f"--workdir={runs['fb_plus']}", f"--out={tmp_path / 'x'}", "--shrink"])
+    # A dense run is refused from its results.json (target sparsity 0) before any model work:
+    # a copy of the fb_plus workdir whose record says so (a dense model itself is refused by
+    # shrink() as well: test_channel.py).
+    dense = tmp_path / "dense"
+    shutil.copytree(runs["fb_plus"], dense)
+    res = json.loads((dense / "results.json").read_text())
+    res.update(method="dense", target_sparsity=0.0)
+    (dense / "results.json").write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match="dense model"):
+        export.main([f"--workdir={dense}", f"--out={tmp_path / 'y'}", "--shrink"])

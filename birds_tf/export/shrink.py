@@ -143,6 +143,18 @@ def channels_report(before, after):
     return {name: {"before": n, "after": after.get(name, n)} for name, n in before.items()}
 
 
+def check_sparse_run(results):
+    """Refuse ``--shrink`` for a run whose ``results.json`` says it trained a dense model.
+
+    Raises:
+      ValueError: its target sparsity is 0.
+    """
+    if not results.get("target_sparsity", 1.0):
+        raise ValueError(f"--shrink needs a sparse run; this workdir's method "
+                         f"{results.get('method')!r} trained a dense model (target sparsity 0). "
+                         "Export it without --shrink.")
+
+
 def shrink_for_export(net, results=None):
     """``(narrow masked net, report)`` for ``export_workdir(shrink=True)``.
 
@@ -151,10 +163,7 @@ def shrink_for_export(net, results=None):
         model has no dead channel.
     """
     results = results or {}
-    if not results.get("target_sparsity", 1.0):
-        raise ValueError(f"--shrink needs a sparse run; this workdir's method "
-                         f"{results.get('method')!r} trained a dense model (target sparsity 0). "
-                         "Export it without --shrink.")
+    check_sparse_run(results)
     before = channel_counts(net)
     trained = results.get("channels_per_layer")
     if trained and not dead_channels(net):  # already shrunk during training: nothing is dead

@@ -78,6 +78,8 @@ def export_workdir(workdir, out, which="final", shrink=False, litert=False):
     if os.path.exists(out) and os.listdir(out):
         raise ValueError(f"Export folder {os.fspath(out)!r} exists and is not empty; choose a "
                          "new --out.")
+    if shrink:
+        shrink_lib.check_sparse_run(res)  # before any model work
     net = wd.load_model(workdir, which)
     shrunk = None
     if shrink:
