@@ -21,42 +21,79 @@ def main():
     p.add_argument("--plain", action="store_true", help="plain Conv2D/Dense, no masks")
     p.add_argument("--jit", action="store_true")
     p.add_argument("--mask-update", action="store_true", help="also time one FB+ mask update")
-    p.add_argument("--eval", choices=["", "pgd20", "autoattack"], default="")
+    p.add_argument("--eval", choices=["", "pgd20", "apgd_ce", "autoattack"], default="")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                   default="float32", help="Keras dtype policy (train_eval.mixed_precision)")
+    p.add_argument("--save", default="", help="eval: write weights + data (.npz) for torch_ref")
+    p.add_argument("--images", type=int, default=0, help="eval: images (default: --batch)")
+    p.add_argument("--tiny", action="store_true", help="smoke test: 8x8 images")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="MirroredStrategy over this many logical CPU devices (same global batch)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="time the augmented CIFAR-10 input pipeline alone (images/s)")
     a = p.parse_args()
 
     import numpy as np
     import keras
     import tensorflow as tf
+    if a.replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * a.replicas)
     import birds_tf
     from birds_tf.models import common
 
+    if a.pipeline:
+        print(json.dumps(_pipeline(a.batch)))
+        return
+    strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(a.replicas)])
+                if a.replicas > 1 else tf.distribute.get_strategy())
+
+    if a.precision != "float32":
+        keras.mixed_precision.set_global_policy(a.precision)
+    size = 8 if a.tiny else 32
     keras.utils.set_random_seed(0)
-    with common.layer_kind(masked=not a.plain):
-        net = birds_tf.models.build("preact_resnet18", 10, (32, 32, 3), dataset="cifar10",
+    with common.layer_kind(masked=not a.plain), strategy.scope():
+        net = birds_tf.models.build("preact_resnet18", 10, (size, size, 3), dataset="cifar10",
                                     width=a.width)
     if a.sparsity:
         birds_tf.sparsity.init_sparse(net, 1.0 - a.sparsity, "igq", seed=0)
-    x = np.random.default_rng(0).random((a.batch, 32, 32, 3)).astype("float32")
-    y = np.random.default_rng(1).integers(0, 10, a.batch).astype("int32")
+    n = a.images or a.batch
+    x = np.random.default_rng(0).random((n, size, size, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 10, n).astype("int32")
     out = {"framework": "birds_tf", "model": "preact_resnet18", "width": a.width,
            "batch": a.batch, "pgd_steps": a.pgd_steps, "sparsity": a.sparsity,
-           "plain": a.plain, "jit": a.jit}
+           "plain": a.plain, "jit": a.jit, "precision": a.precision,
+           "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu"}
 
     if a.eval:
-        attack = "pgd20" if a.eval == "pgd20" else "autoattack"
         from birds_tf.attacks import run_attack
-        kwargs = {} if attack == "pgd20" else {}
-        run_attack(attack, net, x[:4], y[:4], batch_size=a.batch, **kwargs)  # warm-up/trace
+        if a.save:
+            np.savez(a.save, __x__=x, __y__=y,
+                     **{v.path: np.asarray(v.numpy(), np.float32) for v in net.weights})
+        # Warm-up on the same images: AutoAttack traces each sub-attack the first time a point
+        # reaches it, which a smaller warm-up set may never do.
+        run_attack(a.eval, net, x, y, batch_size=a.batch)
         t0 = time.perf_counter()
-        run_attack(attack, net, x, y, batch_size=a.batch, **kwargs)
-        out["images_per_s"] = round(a.batch / (time.perf_counter() - t0), 3)
-        out["eval"] = attack
+        result = run_attack(a.eval, net, x, y, batch_size=a.batch)
+        out["images_per_s"] = round(n / (time.perf_counter() - t0), 3)
+        out["robust_fraction"] = float(result["robust"].mean())
+        out["eval"] = a.eval
+        out["clean_logits"] = np.asarray(net(x[:4], training=False), np.float32).tolist()
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
         return
 
-    model = birds_tf.AdversarialModel(net, birds_tf.AttackConfig(
-        eps=8 / 255, step_size=2 / 255, steps=a.pgd_steps), seed=0)
-    model.compile(optimizer=birds_tf.TorchSGD(0.1, momentum=0.9, l2=5e-4), jit_compile=a.jit)
+    with strategy.scope():
+        model = birds_tf.AdversarialModel(net, birds_tf.AttackConfig(
+            eps=8 / 255, step_size=2 / 255, steps=a.pgd_steps), seed=0)
+        model.compile(optimizer=birds_tf.TorchSGD(0.1, momentum=0.9, l2=5e-4),
+                      jit_compile=a.jit)
+    out["replicas"] = a.replicas
+    # Dense FLOPs of one step per image: each PGD iteration is a forward and an input-gradient
+    # backward (2 passes), the update a forward and both backwards (3 passes).
+    out["step_flops_per_image"] = float(
+        birds_tf.flops.count(net).flops_dense * (2 * a.pgd_steps + 3))
     callback = None
     if a.mask_update:
         callback = birds_tf.DynamicSparsity(plus=True, delta_t=10 ** 9, total_steps=1000)
@@ -83,6 +120,26 @@ def main():
         out["mask_update_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
+
+
+def _pipeline(batch, n=8192):
+    """The training input pipeline (shuffle, batch, scale, crop+flip augmentation) on uint8
+    CIFAR-shaped arrays; one warm-up epoch, then one timed."""
+    import numpy as np
+    from birds_tf.data import pipeline, source
+
+    rng = np.random.default_rng(0)
+    split = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+             rng.integers(0, 10, n).astype(np.int64))
+    src = source.from_arrays(split, split, split, num_classes=10, input_shape=(32, 32, 3),
+                             mean=(0.5,) * 3, std=(0.25,) * 3, pad=4, flip=True)
+    ds = pipeline.train_pipeline(src.train, src, batch, None, n, seed=0, augment=True)
+    for _ in ds:
+        pass
+    t0 = time.perf_counter()
+    count = sum(int(xb.shape[0]) for xb, _ in ds)
+    return {"framework": "birds_tf", "pipeline": "cifar10_train_augmented", "batch": batch,
+            "images_per_s": round(count / (time.perf_counter() - t0), 1)}
 
 
 if __name__ == "__main__":

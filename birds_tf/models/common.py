@@ -3,7 +3,7 @@ import contextlib
 
 import keras
 
-from birds_tf.layers import Conv2D, MaskedConv2D, MaskedDense, Normalize
+from birds_tf.layers import BatchNormalization, Conv2D, MaskedConv2D, MaskedDense, Normalize
 
 # PyTorch BatchNorm2d(momentum=0.1, eps=1e-5) in Keras terms.
 BN_MOMENTUM = 0.9
@@ -31,7 +31,7 @@ def check_init(init):
 
 
 def bn(name):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def conv(filters, kernel_size, stride, name, init="torch", use_bias=False,
@@ -58,7 +58,9 @@ def dense(units, name, init="torch", bias_init=None):
 
 def stem_input(input_shape, mean, std):
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    return inputs, Normalize(mean, std, name="normalize")(inputs)
+    # float32 under mixed precision too, as torch.autocast leaves (x - mean) / std in fp32: the
+    # PGD perturbation (steps of 2/255) is added and standardised before any bf16/fp16 rounding.
+    return inputs, Normalize(mean, std, name="normalize", dtype="float32")(inputs)
 
 
 def pad_conv(x, filters, stride, name, init="torch", use_bias=False, kernel_init="torch_default"):

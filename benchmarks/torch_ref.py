@@ -1,0 +1,138 @@
+"""Reference-side runs in the torch venv (never imported by birds_tf; run by benchmarks/pgd_at.py).
+
+``step``: the unchanged reference script (shared/bench/torch_pgd_at.py), optionally under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (its convolutions and linear layer in bf16, the
+perturbation and the loss in fp32, as autocast does), plus its peak resident memory.
+``eval``: torchattacks' PGD-20, APGD-CE and AutoAttack (standard) on the reference's
+PreActResNet-18 carrying *our* Keras weights (an .npz written by ``benchmarks.ours_step
+--save``), on the same images, so images/s and robust fractions are comparable.
+Prints one JSON line.
+"""
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import resource
+import runpy
+import sys
+import time
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step(script, argv, autocast):
+    import torch
+    buf = io.StringIO()
+    sys.argv = [script] + argv
+    device = "cuda" if "cuda" in argv else "cpu"
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    # fp16 on CUDA would also need a GradScaler; the reference has none, so the speed
+    # comparison is the fair one (the scaler costs little).
+    ctx = (torch.autocast(device, dtype=dtypes[autocast]) if autocast in dtypes
+           else contextlib.nullcontext())
+    with contextlib.redirect_stdout(buf), ctx:
+        runpy.run_path(script, run_name="__main__")
+    line = json.loads(buf.getvalue().strip().splitlines()[-1])
+    line["autocast"] = autocast
+    line["peak_rss_mb"] = _peak_mb()
+    return line
+
+
+def _load_reference(script):
+    spec = importlib.util.spec_from_file_location("torch_pgd_at", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def keras_to_torch(model, weights):
+    """Copy our PreActResNet-18 weights (Keras names, HWIO kernels) into the reference model."""
+    import numpy as np
+    import torch
+
+    def conv(name):
+        k = weights[name + "/kernel"] * weights.get(name + "/mask", 1.0)
+        return torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
+
+    def bn(module, name):
+        module.weight.data = torch.from_numpy(weights[name + "/gamma"])
+        module.bias.data = torch.from_numpy(weights[name + "/beta"])
+        module.running_mean.data = torch.from_numpy(weights[name + "/moving_mean"])
+        module.running_var.data = torch.from_numpy(weights[name + "/moving_variance"])
+
+    model.conv1.weight.data = conv("conv1")
+    for k, block in enumerate(model.blocks):
+        prefix = f"layer{k // 2 + 1}_{k % 2}"
+        bn(block.bn1, prefix + "_bn1")
+        bn(block.bn2, prefix + "_bn2")
+        block.conv1.weight.data = conv(prefix + "_conv1")
+        block.conv2.weight.data = conv(prefix + "_conv2")
+        if block.shortcut is not None:
+            block.shortcut.weight.data = conv(prefix + "_shortcut")
+    bn(model.bn, "final_bn")
+    dense = weights["linear/kernel"] * weights.get("linear/mask", 1.0)
+    model.linear.weight.data = torch.from_numpy(np.ascontiguousarray(dense.T))
+    model.linear.bias.data = torch.from_numpy(weights["linear/bias"])
+    return model
+
+
+def evaluate(script, npz, attack, width, batch):
+    import numpy as np
+    import torch
+    import torchattacks
+
+    ref = _load_reference(script)
+    data = dict(np.load(npz))
+    model = keras_to_torch(ref.PreActResNet18(width), data).eval()
+    x = torch.from_numpy(np.ascontiguousarray(data["__x__"].transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(data["__y__"].astype("int64"))
+    eps = 8 / 255
+    if attack == "pgd20":
+        atk = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=20, random_start=True)
+    elif attack == "apgd_ce":
+        atk = torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
+                                loss="ce", seed=0)
+    else:
+        atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
+                                      n_classes=10, seed=0)
+    with torch.no_grad():
+        clean_logits = model(x)
+    atk(x[:4], y[:4])  # warm-up, as ours
+    t0 = time.perf_counter()
+    robust = []
+    for lo in range(0, len(x), batch):
+        adv = atk(x[lo:lo + batch], y[lo:lo + batch])
+        with torch.no_grad():
+            robust.append(model(adv).argmax(1) == y[lo:lo + batch])
+    dt = time.perf_counter() - t0
+    robust = torch.cat(robust) & (clean_logits.argmax(1) == y)
+    return {"framework": "torchattacks", "eval": attack, "images_per_s": round(len(x) / dt, 3),
+            "robust_fraction": float(robust.float().mean()),
+            "clean_logits_max_abs": float(clean_logits.abs().max()),
+            "clean_logits": clean_logits[:4].tolist(), "peak_rss_mb": _peak_mb()}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["step", "eval"], help="step: reference arguments follow --")
+    p.add_argument("--script", required=True, help="the reference torch_pgd_at.py")
+    p.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--npz", help="eval: weights and data written by ours_step --save")
+    p.add_argument("--attack", choices=["pgd20", "apgd_ce", "autoattack"], default="pgd20")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--batch", type=int, default=64)
+    argv = sys.argv[1:]
+    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if a.mode == "step":
+        line = step(a.script, rest, a.autocast)
+    else:
+        line = evaluate(a.script, a.npz, a.attack, a.width, a.batch)
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
