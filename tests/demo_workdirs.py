@@ -10,7 +10,10 @@ BINDINGS = ["train_eval.epochs = 3", "train_eval.milestones = (2,)",
             "train_eval.max_eval = 64", "train_eval.train_steps = 1",
             "train_eval.eval_steps = 1"]
 RUNS = {"dense": ["gin/quickstart.gin", "gin/smoke.gin"],
-        "fb_plus": ["gin/fb_plus_resnet18.gin", "gin/smoke.gin"]}
+        "fb_plus": ["gin/fb_plus_resnet18.gin", "gin/smoke.gin"],
+        "fb_plus_channel": ["gin/fb_plus_channel_resnet18.gin", "gin/smoke.gin"]}
+# Dead channels stay in the model (masked) so that launch.export --shrink has work to do.
+EXTRA = {"fb_plus_channel": ["FlyingBirdPlusChannel.shrink_during_training = False"]}
 
 
 def make(tmp_path_factory, names=("dense", "fb_plus")):
@@ -25,7 +28,8 @@ def make(tmp_path_factory, names=("dense", "fb_plus")):
             workdir = base / name
             if not (workdir / "results.json").exists():
                 gin.clear_config()
-                train.run([os.path.join(ROOT, f) for f in RUNS[name]], BINDINGS, str(workdir),
+                train.run([os.path.join(ROOT, f) for f in RUNS[name]],
+                          BINDINGS + EXTRA.get(name, []), str(workdir),
                           verbose=0)
                 gin.clear_config()
             out[name] = workdir

@@ -28,14 +28,20 @@ class FlyingBird(method.Method):
                              f"{distributions.DISTRIBUTIONS}.")
         checks.target_sparsity(config)
         # Built once, here, so a bad DynamicSparsity binding fails before any data or model work.
-        self.callback = DynamicSparsity(plus=self.plus)
-        if self.callback.seed is None:
-            # Random growth must differ across runs: unless bound, its seed is the run's.
-            self.callback.set_seed(config.seed)
+        self.callback = self.make_callback()
         self.distribution = distribution
         self.init_seed = config.seed if init_seed is None else init_seed
         self.snip_batches = snip_batches
         self._running = False
+
+    def make_callback(self):
+        """The mask-update callback, ``DynamicSparsity.*`` bindings applied; a subclass with
+        its own callback (``fb_plus_channel``) overrides this."""
+        callback = DynamicSparsity(plus=self.plus)
+        if callback.seed is None:
+            # Random growth must differ across runs: unless bound, its seed is the run's.
+            callback.set_seed(self.config.seed)
+        return callback
 
     def prepare(self, exp, state):
         net = exp.build_net()

@@ -13,6 +13,7 @@ _REGISTRY = {
     "dense": "birds_tf.experiment.method:Dense",
     "fb": "birds_tf.experiment.flying_bird:FlyingBird",
     "fb_plus": "birds_tf.experiment.flying_bird:FlyingBirdPlus",
+    "fb_plus_channel": "birds_tf.experiment.flying_bird_channel:FlyingBirdPlusChannel",
     "rb": "birds_tf.experiment.robust_bird:RobustBird",
     "random": "birds_tf.experiment.static_pruning:RandomPruning",
     "igq": "birds_tf.experiment.static_pruning:IGQPruning",
@@ -68,6 +69,19 @@ class Method:
 
     def callbacks(self, exp, model, state):
         return []
+
+    def run_main(self, exp, state, run_stage, verbose=None):
+        """Prepare the model and run the protocol's main PGD-AT stage; returns the trainer that
+        ``finish`` reports on.
+
+        ``run_stage(exp, plugin, model, state, verbose)`` is ``train_eval.run_main_stage``
+        (passed in because this module sits below ``train_eval``). The default runs it once; a
+        method that rebuilds its model mid-run (``fb_plus_channel``) runs it in segments, each
+        ending at a checkpoint so that a resumed run continues where it stopped.
+        """
+        _, model = self.prepare(exp, state)
+        run_stage(exp, self, model, state, verbose)
+        return model
 
     def save_info(self, exp, info):
         self.info = dict(info)

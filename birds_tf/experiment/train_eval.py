@@ -289,8 +289,7 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
             exp.path("results.json")):
         logging.info("%s already holds a finished run; its results are unchanged.", workdir)
         return records.read_json(exp.path("results.json"))
-    net, model = plugin.prepare(exp, state)
-    run_main_stage(exp, plugin, model, state, verbose)
+    model = plugin.run_main(exp, state, run_main_stage, verbose)
     return finish(exp, plugin, model, time.time() - start)
 
 

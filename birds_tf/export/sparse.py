@@ -11,47 +11,13 @@ import os
 import keras
 import numpy as np
 
-from birds_tf.layers.masked import MASKED_LAYER_TYPES, Conv2D, MaskedConv2D, needs_subsampling
+from birds_tf.export import litert as litert_lib
+from birds_tf.export import shrink as shrink_lib
+from birds_tf.export.fold import fold_masks  # noqa: F401 (public here too)
+from birds_tf.layers.masked import MASKED_LAYER_TYPES
 from birds_tf.metrics import flop_count
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.utils import workdir as wd
-
-_PLAIN_INIT = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
-
-
-def _plain_twin(layer):
-    """A plain Keras layer with the masked layer's configuration (initializers are overwritten
-    by the folded weights anyway, and birds_tf's named initializers would not deserialize)."""
-    if not isinstance(layer, MASKED_LAYER_TYPES):
-        return layer.__class__.from_config(layer.get_config())
-    config = dict(layer.get_config(), **_PLAIN_INIT)
-    for key in getattr(layer, "PRUNING_CONFIG_KEYS", ()):  # birds_tf.pruning's layers
-        config.pop(key, None)
-    if isinstance(layer, MaskedConv2D):
-        # A strided 1x1 conv keeps the subsample + stride-1 form in the exported graph, so
-        # attacking the SavedModel (input gradients) cannot hit oneDNN's odd-batch crash.
-        cls = Conv2D if needs_subsampling(layer) else keras.layers.Conv2D
-    else:
-        cls = keras.layers.Dense
-    return cls.from_config(config)
-
-
-def fold_masks(net):
-    """A copy of ``net`` with plain layers whose kernels are ``kernel * mask``."""
-    plain = keras.models.clone_model(net, clone_function=_plain_twin)
-    for layer in net.layers:
-        if not layer.weights:  # input layers may be renamed by clone_model; nothing to copy
-            continue
-        twin = plain.get_layer(layer.name)
-        if isinstance(layer, MASKED_LAYER_TYPES):
-            weights = [np.asarray(layer.effective_kernel())]
-            if layer.use_bias:
-                weights.append(np.asarray(layer.bias.numpy()))
-            twin.set_weights(weights)
-        else:
-            twin.set_weights(layer.get_weights())
-    return plain
-
 
 def save_sparse_weights(path, net):
     """Compressed copy: masked kernels as packed bits + non-zero values, the rest as is."""
@@ -102,14 +68,25 @@ def _dir_size(path):
                for f in files)
 
 
-def export_workdir(workdir, out, which="final"):
+def export_workdir(workdir, out, which="final", shrink=False, litert=False):
     """SavedModel of the workdir's ``which`` checkpoint at ``out``, with ``metadata.json`` and
-    ``sparse_weights.npz`` inside it; returns the metadata."""
+    ``sparse_weights.npz`` inside it; returns the metadata. ``shrink``: dead channels removed
+    first (``birds_tf.export.shrink``), their counts before/after in the metadata. ``litert``:
+    ``model.tflite`` (+ ``model_sparse.tflite`` for a sparse model) next to it
+    (``birds_tf.export.litert``), their sizes in ``sizes_bytes``."""
     res = wd.results(workdir)
     if os.path.exists(out) and os.listdir(out):
         raise ValueError(f"Export folder {os.fspath(out)!r} exists and is not empty; choose a "
                          "new --out.")
+    if shrink:
+        shrink_lib.check_sparse_run(res)  # before any model work
     net = wd.load_model(workdir, which)
+    shrunk = None
+    if shrink:
+        params_before = int(fold_masks(net).count_params())
+        net, shrunk = shrink_lib.shrink_for_export(net, res)
+        if not shrunk.get("shrunk_during_training"):
+            shrunk["parameters_before"] = params_before
     plain = fold_masks(net)
     plain.export(out, format="tf_saved_model", verbose=False)
     counted = flop_count.count(net)
@@ -141,6 +118,10 @@ def export_workdir(workdir, out, which="final"):
                         "saved_model": _dir_size(out)},
         "config": texts,
     }
+    if litert:
+        metadata["sizes_bytes"].update(litert_lib.export_next_to(plain, out, metadata["density"] < 1.0))
+    if shrunk is not None:
+        metadata["shrink"] = dict(shrunk, parameters_after=int(plain.count_params()))
     with open(os.path.join(out, "metadata.json"), "w") as f:
         json.dump(metadata, f, indent=2, sort_keys=True, default=float)
     return metadata

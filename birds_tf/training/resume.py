@@ -15,12 +15,13 @@ import tensorflow as tf
 from birds_tf.utils import records
 
 
-def _dir(exp):
+def checkpoint_dir(exp):
+    """The folder of the run's resume checkpoints and ``state.json``."""
     return exp.path("checkpoints", "resume")
 
 
 def _state_path(exp):
-    return os.path.join(_dir(exp), "state.json")
+    return os.path.join(checkpoint_dir(exp), "state.json")
 
 
 def load(exp):
@@ -40,7 +41,8 @@ def save_state(exp, state):
     records.atomic_write_text(_state_path(exp), json.dumps(state, indent=1, default=float))
 
 
-def _checkpoint(model):
+def trainer_checkpoint(model):
+    """A ``tf.train.Checkpoint`` of the trainer: weights, masks, optimizer state, attack RNG."""
     optimizer = model.optimizer
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
@@ -48,7 +50,7 @@ def _checkpoint(model):
 
 
 def restore_trainer(exp, model, state):
-    _checkpoint(model).restore(state["checkpoint"]).expect_partial()
+    trainer_checkpoint(model).restore(state["checkpoint"]).expect_partial()
 
 
 def mark_done(exp):
@@ -71,7 +73,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     def manager(self):
         if self._manager is None:
-            self._manager = tf.train.CheckpointManager(_checkpoint(self.trainer), _dir(self.exp),
+            self._manager = tf.train.CheckpointManager(trainer_checkpoint(self.trainer),
+                                                       checkpoint_dir(self.exp),
                                                        max_to_keep=2)
         return self._manager
 

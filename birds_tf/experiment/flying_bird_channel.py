@@ -1,0 +1,172 @@
+"""Channel-level Flying Bird+ (``fb_plus_channel``) as a ``train_eval`` method: Flying Bird+'s
+unstructured prune/grow and adaptive ratios, plus Chase-style gradual channel removal with the
+freed budget redistributed (``birds_tf.sparsity.channel``). Removed channels are dead in the
+masked model, so ``launch.export --shrink`` rebuilds it physically narrower with equal logits.
+
+With ``shrink_during_training`` (default) the run also *gets faster*: an epoch that removed
+channels ends ``fit`` after its checkpoint; ``run_main`` (the ``Method`` hook) then rebuilds the
+model without them (weights, masks, BN statistics, momentum, iteration count and attack RNG
+carried over), writes a checkpoint of the narrow model, points ``state.json`` at it and continues. A crash anywhere
+resumes: before the new ``state.json`` the shrink is redone from the wide checkpoint, after it
+the narrow model is rebuilt from the recorded ``physical`` channels.
+
+FLOPs: ``training_flops`` (``metrics.flop_count``) follows the per-epoch layer densities of
+``metrics.csv`` but counts them on the *final* structure; for a run shrunk during training the
+epochs before a shrink ran on a wider model, so the figure is a lower bound there (the
+``shrinks`` record in ``results.json`` says when and by how much the model narrowed).
+"""
+import os
+
+import gin
+import numpy as np
+
+from birds_tf.experiment.flying_bird import FlyingBirdPlus
+from birds_tf.export import shrink as shrink_lib
+from birds_tf.sparsity import channel as channel_lib
+from birds_tf.training import resume
+from birds_tf.utils.optimizer_slots import momentum_buffer
+
+# The channel schedule with gin bindings applied (``ChannelSchedule.*``); the sparsity module's
+# class stays gin-free.
+ChannelSchedule = gin.external_configurable(channel_lib.ChannelSchedule, "ChannelSchedule")
+_STATE_KEY = channel_lib.ChannelDynamicSparsity.__name__
+
+
+@gin.configurable
+class FlyingBirdPlusChannel(FlyingBirdPlus):
+    """Args (besides ``FlyingBirdPlus``' own, from its gin bindings):
+      shrink_during_training: rebuild the model narrower after an epoch that removed channels
+        (``False``: dead channels stay masked until ``launch.export --shrink``).
+      shrink_min_fraction: rebuild once at least this fraction of the removable channels waits
+        (or the schedule is complete); see ``ChannelDynamicSparsity``.
+    """
+
+    name = "fb_plus_channel"
+
+    def __init__(self, config, shrink_during_training=True, shrink_min_fraction=0.1, **kwargs):
+        if not 0.0 <= shrink_min_fraction <= 1.0:
+            raise ValueError(f"shrink_min_fraction must be in [0, 1], got "
+                             f"{shrink_min_fraction!r}.")
+        self.shrink_during_training = bool(shrink_during_training)
+        self.shrink_min_fraction = float(shrink_min_fraction)
+        # FlyingBirdPlus' settings (distribution, ...) come from its own gin bindings; it builds
+        # the callback (``make_callback``), so bad bindings fail before any data or model work.
+        super().__init__(config, **kwargs)
+
+    def make_callback(self):
+        """``ChannelDynamicSparsity`` with the ``DynamicSparsity.*`` and ``ChannelSchedule.*``
+        gin bindings."""
+        settings = dict(gin.get_bindings("DynamicSparsity"))
+        settings.pop("plus", None)
+        callback = channel_lib.ChannelDynamicSparsity(
+            plus=True, schedule=ChannelSchedule(),
+            shrink_during_training=self.shrink_during_training,
+            shrink_min_fraction=self.shrink_min_fraction, **settings)
+        if callback.seed is None:
+            callback.set_seed(self.config.seed)
+        return callback
+
+    def callbacks(self, exp, model, state):
+        if self._running:  # a later segment of run_main: a fresh callback, restored from state
+            self.callback = self.make_callback()
+        return super().callbacks(exp, model, state)
+
+    # -- a main stage in segments, the model rebuilt narrower between them ---------------------
+    def run_main(self, exp, state, run_stage, verbose=None):
+        """``run_stage`` (``train_eval.run_main_stage``) until the last epoch, the model rebuilt
+        narrower between segments (see the module docstring)."""
+        if self.shrink_during_training and exp.smoothing.swa.enabled:
+            raise ValueError("SWA averages weights across epochs, which a model rebuilt narrower "
+                             "mid-run cannot do; set FlyingBirdPlusChannel."
+                             "shrink_during_training = False (export with --shrink instead) or "
+                             "turn SWA off.")
+        if self.shrink_during_training and self.config.mixed_precision == "mixed_float16":
+            raise ValueError("shrink_during_training does not carry a LossScaleOptimizer's "
+                             "state yet; use mixed_precision=None or 'mixed_bfloat16', or set "
+                             "FlyingBirdPlusChannel.shrink_during_training = False.")
+        while True:
+            _, model = self.prepare(exp, state)
+            run_stage(exp, self, model, state, verbose)
+            state = resume.load(exp)
+            if int(state.get("epoch", 0)) >= exp.config.epochs:
+                return model
+
+    def prepare(self, exp, state):
+        net, model = super().prepare(exp, state)
+        saved = state.get("callbacks", {}).get(_STATE_KEY) if resume.in_main_stage(state) else None
+        if not saved:
+            return net, model
+        physical = saved.get("physical") or {}
+        if physical:  # the checkpoint's own structure
+            with exp.strategy.scope():
+                net = shrink_lib.narrow(net, physical)
+            model = exp.make_trainer(net)
+        pending = {k: sorted(set(v) - set(physical.get(k, ()))) for k, v in
+                   saved.get("removed", {}).items()}
+        pending = {k: v for k, v in pending.items() if v}
+        if not (self.shrink_during_training and pending
+                and int(state["epoch"]) < exp.config.epochs):
+            return net, model
+        resume.restore_trainer(exp, model, state)
+        current = {}
+        for name, idx in pending.items():
+            gone = set(physical.get(name, ()))
+            kept = [c for c in range(net.get_layer(name).filters + len(gone)) if c not in gone]
+            where = {c: i for i, c in enumerate(kept)}
+            current[name] = [where[c] for c in idx]
+        with exp.strategy.scope():
+            new_net = shrink_lib.narrow(net, current)
+        new_model = exp.make_trainer(new_net)
+        _carry_optimizer(model, new_model, shrink_lib.paired_variables(net, new_net),
+                         shrink_lib.slicing_plan(net, current))
+        path = resume.trainer_checkpoint(new_model).write(
+            os.path.join(resume.checkpoint_dir(exp), f"shrunk-{int(state['epoch'])}"))
+        saved["physical"] = {k: sorted(set(physical.get(k, ())) | set(v))
+                             for k, v in saved.get("removed", {}).items()}
+        saved["shrinks"] = list(saved.get("shrinks", [])) + [{
+            "epoch": int(state["epoch"]), "channels": {k: len(v) for k, v in current.items()},
+            "filters_after": {k: int(new_net.get_layer(k).filters) for k in current}}]
+        state["checkpoint"] = path
+        resume.save_state(exp, state)
+        resume.fault_point("shrink", int(state["epoch"]))  # tests: a crash right after
+        return new_net, new_model
+
+    def results(self, exp, model):
+        out = super().results(exp, model)
+        if not self._running:
+            return out
+        cb = self.callback
+        total = cb.total_channels()
+        out.update({
+            "channel_sparsity_target": cb.schedule.channel_sparsity,
+            "channel_schedule": [cb.schedule.start, cb.schedule.end],
+            "channel_score": cb.schedule.score,
+            "channels_removable": total,
+            "channels_removed": cb.removed_count(),
+            "channel_sparsity": cb.removed_count() / total if total else 0.0,
+            # final_sparsity is over the (possibly shrunk) final model; this is over the original.
+            "final_sparsity_vs_original": 1.0 - cb.density_vs_original(),
+            "channels_per_layer": cb.channels_per_layer(),
+            "channel_removal_events": cb.channel_events,
+            "shrink_during_training": self.shrink_during_training,
+            "shrinks": cb.shrinks,
+        })
+        return out
+
+
+def _carry_optimizer(old, new, pairs, plan):
+    """Iteration count, momentum (sliced like the weights) and the attack RNG, old -> new."""
+    old_opt = getattr(old.optimizer, "inner_optimizer", old.optimizer)
+    new_opt = getattr(new.optimizer, "inner_optimizer", new.optimizer)
+    if not new_opt.built:
+        new_opt.build(new.trainable_variables)
+    new_opt.iterations.assign(old_opt.iterations)
+    trainable = {id(v) for v in old.trainable_variables}
+    for layer_name, a, b in pairs:
+        if id(a) not in trainable:
+            continue
+        momentum_buffer(new_opt, b).assign(
+            shrink_lib.slice_value(plan, layer_name,
+                                   np.asarray(momentum_buffer(old_opt, a).numpy())))
+    if getattr(old, "rng", None) is not None and getattr(new, "rng", None) is not None:
+        new.rng.state.assign(old.rng.state)
