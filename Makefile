@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.pgd_at $(if $(QUICK),--quick,)
+	$(PY) -m benchmarks.serving $(if $(QUICK),--rounds 3 --train-rounds 1,)
 
 clean-venv:
 	rm -rf $(VENV)
