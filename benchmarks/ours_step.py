@@ -26,6 +26,10 @@ def main():
                    default="float32", help="Keras dtype policy (train_eval.mixed_precision)")
     p.add_argument("--save", default="", help="eval: write weights + data (.npz) for torch_ref")
     p.add_argument("--images", type=int, default=0, help="eval: images (default: --batch)")
+    p.add_argument("--predicted-labels", action="store_true",
+                   help="eval: label each image with the model's clean prediction, so every "
+                        "image is clean-correct and enters the attack (random weights otherwise "
+                        "leave about 1 in 10)")
     p.add_argument("--tiny", action="store_true", help="smoke test: 8x8 images")
     p.add_argument("--replicas", type=int, default=1,
                    help="MirroredStrategy over this many logical CPU devices (same global batch)")
@@ -68,6 +72,8 @@ def main():
 
     if a.eval:
         from birds_tf.attacks import run_attack
+        if a.predicted_labels:
+            y = np.asarray(net(x, training=False)).argmax(-1).astype("int32")
         if a.save:
             np.savez(a.save, __x__=x, __y__=y,
                      **{v.path: np.asarray(v.numpy(), np.float32) for v in net.weights})

@@ -3,9 +3,11 @@
 ``step``: the unchanged reference script (shared/bench/torch_pgd_at.py), optionally under
 ``torch.autocast("cpu", dtype=torch.bfloat16)`` (its convolutions and linear layer in bf16, the
 perturbation and the loss in fp32, as autocast does), plus its peak resident memory.
-``eval``: torchattacks' PGD-20, APGD-CE and AutoAttack (standard) on the reference's
-PreActResNet-18 carrying *our* Keras weights (an .npz written by ``benchmarks.ours_step
---save``), on the same images, so images/s and robust fractions are comparable.
+``eval``: torchattacks' PGD-20, APGD-CE and AutoAttack standard (the original's settings: 100
+iterations for APGD-CE, APGD-T and FAB-T, where ``torchattacks.AutoAttack`` would run its
+attacks' default 10) on the reference's PreActResNet-18 carrying *our* Keras weights (an .npz
+written by ``benchmarks.ours_step --save``), on the same images, so images/s and robust
+fractions are comparable.
 Prints one JSON line.
 """
 import argparse
@@ -96,8 +98,17 @@ def evaluate(script, npz, attack, width, batch):
         atk = torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
                                 loss="ce", seed=0)
     else:
-        atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
-                                      n_classes=10, seed=0)
+        # torchattacks.AutoAttack(version="standard") keeps its attacks' default steps=10; the
+        # original standard version (and ours) runs 100, so build the same cascade with 100.
+        atk = torchattacks.MultiAttack([
+            torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce",
+                              seed=0),
+            torchattacks.APGDT(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
+                               n_classes=10, seed=0),
+            torchattacks.FAB(model, norm="Linf", eps=eps, steps=100, n_restarts=1,
+                             multi_targeted=True, n_classes=10, seed=0),
+            torchattacks.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1,
+                                p_init=0.8, resc_schedule=False, seed=0)])
     with torch.no_grad():
         clean_logits = model(x)
     atk(x[:4], y[:4])  # warm-up, as ours

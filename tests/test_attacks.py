@@ -360,3 +360,25 @@ def test_transfer_attack(model, data):
     # transferred examples hurt the target, but less than its own white-box attack
     assert target_white <= moved["robust_accuracy"] < target_clean
     assert moved["source_robust_accuracy"] < moved["robust_accuracy"]
+
+
+def test_targeted_runs_walk_ranks_then_restarts_on_the_robust_points_only():
+    from birds_tf.attacks import _common
+    logits = np.array([[0.0, 3.0, 1.0, 2.0], [5.0, 1.0, 1.0, 4.0], [0.0, 1.0, 2.0, 3.0]],
+                      np.float32)
+
+    def fixed(x, training=False):  # logits read off the first pixel's index
+        return tf.gather(tf.constant(logits), tf.cast(x[:, 0, 0, 0], tf.int32))
+    x = tf.constant(np.arange(3, dtype=np.float32).reshape(3, 1, 1, 1))
+    robust = np.array([True, True, False])
+    seen = []
+    for idx, restart, y_target, seed in _common.targeted_runs(fixed, x, robust, 3, 2, 7):
+        seen.append((idx.tolist(), restart, y_target.numpy().tolist(), seed.numpy().tolist()))
+        if len(seen) == 3:
+            robust[0] = False  # the caller breaks example 0 after the third run
+        if len(seen) == 5:
+            robust[1] = False  # ... and example 1 after the fifth: no sixth run
+    # rank 2 = runner-up (row 0: class 3; row 1: class 3, stable ties keep 1 before 2).
+    assert seen == [([0, 1], 0, [3, 3], [7, 2000]), ([0, 1], 1, [3, 3], [7, 2001]),
+                    ([0, 1], 0, [2, 2], [7, 3000]), ([1], 1, [2], [7, 3001]),
+                    ([1], 0, [1], [7, 4000])]

@@ -91,6 +91,25 @@ def predict_labels(model, x, batch_size=None):
                       for i in range(0, x.shape[0], batch_size)], axis=0)
 
 
+def targeted_runs(model, x, robust, n_target_classes, n_restarts, seed):
+    """The (target rank x restart) loop of APGD-T and FAB-T over the points still robust.
+
+    Yields ``(idx, restart, y_target, seed)`` per run: the indices of the points ``robust`` still
+    marks (the caller clears the ones it breaks, in place, before the next run), the restart
+    number, the target class of each (the ``target_rank``-th most likely clean class, rank 2 =
+    the runner-up, stable ties) and the run's seed pair. Stops as soon as none are left.
+    """
+    for target_rank in range(2, n_target_classes + 2):
+        for restart in range(n_restarts):
+            idx = np.flatnonzero(robust)
+            if idx.size == 0:
+                return
+            order = np.argsort(logits_of(model, tf.gather(x, idx)).numpy(), axis=1,
+                               kind="stable")
+            y_target = tf.constant(order[:, -target_rank].astype(np.int32))
+            yield idx, restart, y_target, seed_pair(seed, 1000 * target_rank + restart)
+
+
 def logits_of(model, x):
     x = tf.convert_to_tensor(x, tf.float32)
 

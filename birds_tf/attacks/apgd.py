@@ -215,17 +215,10 @@ def apgd_targeted(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, n_target_c
     core = _core_for(model, x, eps, n_iter, "dlr-targeted", rho)
     adv = x.numpy().copy()
     robust = (_common.predict_labels(model, x) == y).numpy()
-    for target_rank in range(2, n_target_classes + 2):
-        for restart in range(n_restarts):
-            idx = np.flatnonzero(robust)
-            if idx.size == 0:
-                return tf.convert_to_tensor(adv)
-            xs, ys = tf.gather(x, idx), tf.gather(y, idx)
-            order = np.argsort(_common.logits_of(model, xs).numpy(), axis=1, kind="stable")
-            y_target = tf.constant(order[:, -target_rank].astype(np.int32))
-            seed_pair = _common.seed_pair(seed, 1000 * target_rank + restart)
-            _, acc, _, x_best_adv = core(xs, ys, y_target, seed_pair)
-            fooled = ~acc.numpy()
-            robust[idx[fooled]] = False
-            adv[idx[fooled]] = x_best_adv.numpy()[fooled]
+    for idx, _, y_target, seed_pair in _common.targeted_runs(model, x, robust, n_target_classes,
+                                                             n_restarts, seed):
+        _, acc, _, x_best_adv = core(tf.gather(x, idx), tf.gather(y, idx), y_target, seed_pair)
+        fooled = ~acc.numpy()
+        robust[idx[fooled]] = False
+        adv[idx[fooled]] = x_best_adv.numpy()[fooled]
     return tf.convert_to_tensor(adv)

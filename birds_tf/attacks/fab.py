@@ -145,20 +145,13 @@ def fab_t(model, x, y, eps=8 / 255, n_iter=100, n_restarts=1, n_target_classes=9
     adv = x.numpy().copy()
     y_np = y.numpy()
     robust = (_common.predict_labels(model, x) == y).numpy()
-    for target_rank in range(2, n_target_classes + 2):
-        for restart in range(n_restarts):
-            idx = np.flatnonzero(robust)
-            if idx.size == 0:
-                return tf.convert_to_tensor(adv)
-            xs, ys = tf.gather(x, idx), tf.gather(y, idx)
-            order = np.argsort(_common.logits_of(model, xs).numpy(), axis=1, kind="stable")
-            y_target = tf.constant(order[:, -target_rank].astype(np.int32))
-            best, best_norm = core(xs, ys, y_target,
-                                   _common.seed_pair(seed, 1000 * target_rank + restart),
-                                   tf.constant(restart > 0), tf.constant(eps, tf.float32))
-            best = best.numpy()
-            fooled = ((best_norm.numpy() <= eps)
-                      & (_common.predict_labels(model, best).numpy() != y_np[idx]))
-            robust[idx[fooled]] = False
-            adv[idx[fooled]] = best[fooled]
+    for idx, restart, y_target, seed_pair in _common.targeted_runs(
+            model, x, robust, n_target_classes, n_restarts, seed):
+        best, best_norm = core(tf.gather(x, idx), tf.gather(y, idx), y_target, seed_pair,
+                               tf.constant(restart > 0), tf.constant(eps, tf.float32))
+        best = best.numpy()
+        fooled = ((best_norm.numpy() <= eps)
+                  & (_common.predict_labels(model, best).numpy() != y_np[idx]))
+        robust[idx[fooled]] = False
+        adv[idx[fooled]] = best[fooled]
     return tf.convert_to_tensor(adv)
