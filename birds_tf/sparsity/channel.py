@@ -328,42 +328,9 @@ class ChannelDynamicSparsity(DynamicSparsity):
             out[layer.name] = allowed_positions(tuple(layer.kernel.shape), prod, cons)
         return out
 
-    def update_masks(self):
-        """FB(+)'s prune/grow restricted to the allowed positions, then any channel removal."""
-        k = self.k()
-        optimizer = self._optimizer()
-        allowed = self._allowed()
-        before = after = 0
-        grads = {}
-        for layer in self._layers:
-            kernel = np.asarray(layer.kernel.numpy())
-            mask = np.asarray(layer.mask.numpy())
-            grad = None
-            if self.growth == "gradient":
-                grad = np.asarray(self.model.dense_gradient(layer).numpy())
-                grads[layer.name] = grad
-            ok = allowed[layer.name]
-            sub_mask, pruned_s, grown_s = update_layer_mask(
-                (kernel * mask)[ok], mask[ok], None if grad is None else grad[ok], k,
-                self.prune_more, self.grow_more, self.prune_ratio, self.growth_ratio,
-                self.growth, self._rng, self.prune_ties, self.reset_regrown)
-            new_mask = np.zeros_like(mask)
-            new_mask[ok] = sub_mask
-            pruned = np.zeros(mask.shape, bool)
-            grown = np.zeros(mask.shape, bool)
-            pruned[ok], grown[ok] = pruned_s, grown_s
-            keep = (new_mask > 0) & ~pruned & ~grown
-            masks_lib.assign_mask_and_reset(layer, new_mask, keep, optimizer)
-            before += int(mask.sum())
-            after += int(new_mask.sum())
-        self.updates += 1
-        self._epoch_updates += 1
-        event = {"step": self.step, "epoch": self.epoch + 1, "k": k, "nnz_before": before,
-                 "nnz_after": after, "prune_more": bool(self.prune_more),
-                 "grow_more": bool(self.grow_more)}
-        self.events.append(event)
+    def _after_update(self, grads):
+        """After FB(+)'s prune/grow (restricted to ``_allowed``): any channel removal due."""
         self.remove_channels(grads)
-        return event
 
     # -- channel removal ----------------------------------------------------------------------
     def total_channels(self):

@@ -351,16 +351,30 @@ class DynamicSparsity(keras.callbacks.Callback):
         """One prune-and-grow step on every masked layer (public for custom loops and tests)."""
         k = self.k()
         optimizer = self._optimizer()
+        allowed = self._allowed()
         before = after = 0
+        grads = {}
         for layer in self._layers:
             kernel = np.asarray(layer.kernel.numpy())
             mask = np.asarray(layer.mask.numpy())
             grad = None
             if self.growth == "gradient":
-                grad = np.asarray(self.model.dense_gradient(layer).numpy())
-            new_mask, pruned, grown = update_layer_mask(
-                kernel * mask, mask, grad, k, self.prune_more, self.grow_more, self.prune_ratio,
-                self.growth_ratio, self.growth, self._rng, self.prune_ties, self.reset_regrown)
+                grad = grads[layer.name] = np.asarray(self.model.dense_gradient(layer).numpy())
+            ok = allowed.get(layer.name)
+            if ok is None:
+                new_mask, pruned, grown = update_layer_mask(
+                    kernel * mask, mask, grad, k, self.prune_more, self.grow_more,
+                    self.prune_ratio, self.growth_ratio, self.growth, self._rng,
+                    self.prune_ties, self.reset_regrown)
+            else:  # only the allowed entries take part; the rest stay pruned
+                sub_mask, pruned_ok, grown_ok = update_layer_mask(
+                    (kernel * mask)[ok], mask[ok], None if grad is None else grad[ok], k,
+                    self.prune_more, self.grow_more, self.prune_ratio, self.growth_ratio,
+                    self.growth, self._rng, self.prune_ties, self.reset_regrown)
+                new_mask = np.zeros_like(mask)
+                pruned = np.zeros(mask.shape, bool)
+                grown = np.zeros(mask.shape, bool)
+                new_mask[ok], pruned[ok], grown[ok] = sub_mask, pruned_ok, grown_ok
             keep = (new_mask > 0) & ~pruned & ~grown
             masks_lib.assign_mask_and_reset(layer, new_mask, keep, optimizer)
             before += int(mask.sum())
@@ -371,7 +385,17 @@ class DynamicSparsity(keras.callbacks.Callback):
                  "nnz_after": after, "prune_more": bool(self.prune_more),
                  "grow_more": bool(self.grow_more)}
         self.events.append(event)
+        self._after_update(grads)
         return event
+
+    def _allowed(self):
+        """``{layer name: boolean array}`` of the entries an update may touch; a layer not
+        named takes part whole. Flying Bird: every entry (subclasses narrow it)."""
+        return {}
+
+    def _after_update(self, grads):
+        """Called after each mask update with the dense gradients it used (``{}`` for random
+        growth); a hook for subclasses (channel removal)."""
 
     # -- checkpointed state -------------------------------------------------------------------------
     def get_state(self):
