@@ -97,6 +97,8 @@ def main():
                    help="also time .tflite files (dense, sparse-optimized, shrunk) at batch 1")
     a = p.parse_args()
 
+    from launch import quiet
+    quiet.start_tensorflow()  # no C++ start-up lines between the JSON output
     import keras
     import numpy as np
     import birds_tf
