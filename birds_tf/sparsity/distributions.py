@@ -261,8 +261,8 @@ def init_sparse(model, density, method, seed, data=None):
     Args:
       model: a model with masked layers (``birds_tf.models`` or ``birds_tf.sparsify``).
       density: the global fraction of kept weights over the masked layers, in (0, 1].
-      method: how the budget is split over layers: "erk" (Erdos-Renyi-Kernel, the paper's),
-        "er", "uniform", "igq" or "snip" (``DISTRIBUTIONS``).
+      method: how the budget is split over layers: "igq" (Ideal Gas Quotas, the paper's),
+        "erk" (Erdos-Renyi-Kernel), "er", "uniform" or "snip" (``DISTRIBUTIONS``).
       seed: seeds the random masks (an integer).
       data: ``(x, y)`` or a list of such batches; needed by "snip" only.
 
