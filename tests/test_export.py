@@ -26,6 +26,18 @@ print(sorted(model.signatures))
 """
 
 
+def reload_in_fresh_process(out, x, tmp_path):
+    """Loads the SavedModel ``out`` in a new Python process and runs ``serve`` on ``x``; its
+    logits land in ``tmp_path/logits.npy`` and its variables in ``tmp_path/vars.npz``."""
+    np.save(tmp_path / "x.npy", x)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(out), str(tmp_path / "x.npy"),
+                           str(tmp_path / "logits.npy"), str(tmp_path / "vars.npz")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'serve'" in done.stdout
+
+
 @pytest.fixture(scope="module")
 def fb_plus(tmp_path_factory):
     return demo_workdirs.make(tmp_path_factory, ("fb_plus",))["fb_plus"]
@@ -37,13 +49,7 @@ def test_export_reloads_in_a_fresh_process_with_the_same_logits(fb_plus, tmp_pat
     printed = capsys.readouterr().out
     assert "sparse compressed" in printed and "dense float32" in printed
     x = np.random.default_rng(0).random((5, 8, 8, 1), np.float32)
-    np.save(tmp_path / "x.npy", x)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", RELOAD, str(out), str(tmp_path / "x.npy"),
-                           str(tmp_path / "logits.npy"), str(tmp_path / "vars.npz")],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "'serve'" in done.stdout
+    reload_in_fresh_process(out, x, tmp_path)
 
     net = wd.load_model(fb_plus, "final")
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"),

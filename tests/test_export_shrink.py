@@ -1,10 +1,7 @@
 """launch.export --shrink / --format=litert on a trained fb_plus_channel workdir: a narrower
 SavedModel that a fresh process reloads with the masked model's logits; bad input refused."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +10,7 @@ from birds_tf.export.litert import run_litert
 from birds_tf.utils import workdir as wd
 from launch import export
 from tests import demo_workdirs
-from tests.test_export import RELOAD
+from tests.test_export import reload_in_fresh_process
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +36,7 @@ def test_shrunk_export_reloads_in_a_fresh_process_with_equal_logits(runs, tmp_pa
     assert sizes["model_sparse.tflite"] < sizes["model.tflite"]
 
     x = np.random.default_rng(0).random((5, 8, 8, 1), np.float32)
-    np.save(tmp_path / "x.npy", x)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", RELOAD, str(out), str(tmp_path / "x.npy"),
-                           str(tmp_path / "logits.npy"), str(tmp_path / "vars.npz")],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "'serve'" in done.stdout
+    reload_in_fresh_process(out, x, tmp_path)
     masked = np.asarray(wd.load_model(workdir, "final")(x, training=False))
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), masked, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(run_litert(out / "model.tflite", x), masked, atol=1e-4)
