@@ -31,7 +31,7 @@ def _run(layer, x, training):
         tape.watch(x)
         out = layer(x, training=training)
         weights = tf.reshape(tf.sin(tf.range(tf.size(out), dtype=tf.float32)), tf.shape(out))
-        loss = tf.reduce_sum(out * weights)
+        loss = tf.reduce_sum(tf.cast(out, tf.float32) * weights)
     grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
     return out, grads
 
@@ -71,3 +71,30 @@ def test_non_4d_input_falls_back_and_config_round_trips():
     clone = BatchNormalization.from_config(ours.get_config())
     assert clone.momentum == 0.9 and clone.epsilon == 1e-5
     assert isinstance(clone, keras.layers.BatchNormalization)
+
+
+def test_bfloat16_inputs_go_in_uncast_and_match_the_cast_path(monkeypatch):
+    """Under mixed_bfloat16 the kernel takes bf16 inputs directly on CPU; outputs, gradients and
+    moving statistics are the same as casting to float32 first (the previous path), bit for bit,
+    and close to Keras' own layer."""
+    from birds_tf.layers import batch_norm
+    x = tf.constant(np.random.default_rng(3).normal(2.0, 3.0, (8, 6, 6, 5)), tf.bfloat16)
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(batch_norm, "_native_bf16", lambda inputs, n=native: n)
+        for training in (True, False):
+            layer = BatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16")
+            layer.build((None, 6, 6, 5))
+            layer.set_weights(_pair()[0].get_weights())
+            out, grads = _run(layer, x, training)
+            assert out.dtype == tf.bfloat16
+            results.append([out] + grads + layer.get_weights())
+    for fast, cast in zip(results[:2], results[2:]):
+        for a, b in zip(fast, cast):
+            np.testing.assert_array_equal(np.asarray(tf.cast(a, tf.float32)),
+                                          np.asarray(tf.cast(b, tf.float32)))
+    ref = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16")
+    ref.build((None, 6, 6, 5))
+    ref.set_weights(_pair()[0].get_weights())
+    np.testing.assert_allclose(np.asarray(tf.cast(ref(x, training=True), tf.float32)),
+                               np.asarray(tf.cast(results[0][0], tf.float32)), atol=0.07)

@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 from birds_tf.layers import MaskedConv2D, MaskedDense
+from birds_tf.layers.masked import reuse_effective_kernels
 from birds_tf.sparsity import masks
 
 
@@ -33,6 +34,27 @@ def test_dense_forward_equals_plain_dense_with_masked_kernel():
     masks.set_mask(layer, mask, zero_kernel=False)
     expected = x @ (layer.kernel.numpy() * mask) + layer.bias.numpy()
     np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_reused_effective_kernels_are_computed_once_and_equal_the_layers(dtype):
+    """Inside the context a layer uses the product taken on entry (a mask changed later is not
+    seen there), bit-identical to its own, in its compute dtype; outside, the new mask applies."""
+    x = np.random.default_rng(3).random((2, 6, 6, 3)).astype("float32")
+    net = keras.Sequential([keras.Input((6, 6, 3)),
+                            MaskedConv2D(4, 3, padding="same", dtype=dtype),
+                            keras.layers.Flatten(), MaskedDense(2, dtype=dtype)])
+    for layer in (net.layers[0], net.layers[2]):
+        masks.set_mask(layer, _random_mask(layer.kernel.shape, 0.5), zero_kernel=False)
+    expected = np.asarray(net(x), np.float32)
+    with reuse_effective_kernels(net):
+        np.testing.assert_array_equal(np.asarray(net(x), np.float32), expected)
+        masks.set_mask(net.layers[0], np.zeros(net.layers[0].kernel.shape, "float32"),
+                       zero_kernel=False)
+        np.testing.assert_array_equal(np.asarray(net(x), np.float32), expected)
+    assert not np.allclose(np.asarray(net(x), np.float32), expected)
+    with reuse_effective_kernels(lambda t: t):  # a plain function: nothing to reuse
+        pass
 
 
 @pytest.mark.parametrize("layer_fn,shape", [(lambda: MaskedConv2D(3, 3), (2, 5, 5, 2)),

@@ -88,7 +88,8 @@ def test_training_through_odd_batches_does_not_crash():
     assert "saved model: ok" in done.stdout and "plain: ok" in done.stdout
 
 
-CASES = [(32, 2, "same"), (31, 2, "valid"), (31, 2, "same"), (7, 3, "valid"), (8, 3, "same")]
+CASES = [(32, 2, "same"), (31, 2, "valid"), (31, 2, "same"), (7, 3, "valid"), (8, 3, "same"),
+         (9, (1, 2), "same"), (10, (3, 2), "valid")]
 
 
 @pytest.mark.parametrize("cls", [MaskedConv2D, Conv2D])

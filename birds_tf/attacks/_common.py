@@ -4,11 +4,14 @@ Every attack core is a ``tf.function`` built once per (model, settings, image sh
 ``None`` batch dimension, so batches of any size (AutoAttack's shrinking robust subsets included)
 reuse one trace instead of retracing.
 """
+import functools
 import inspect
 import weakref
 
 import numpy as np
 import tensorflow as tf
+
+from birds_tf.layers.masked import reuse_effective_kernels
 
 # A model that blocks the input gradient (a masking defence) must yield zeros, not a crash.
 ZERO_GRAD = tf.UnconnectedGradients.ZERO
@@ -68,11 +71,22 @@ def compiled(model, key, build, example_x):
     if entry is None or entry[0]() is not model:
         ref = _weak(model)
         fn, extra = build(ref)
+        fn = _fixed_weights(fn, ref)
         signature = [tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
         signature += list(extra)
         entry = (ref, tf.function(fn, input_signature=signature))
         _CACHE[full_key] = entry
     return entry[1]
+
+
+def _fixed_weights(fn, get_model):
+    """``fn`` with the model's masked kernels computed once per call (attacks never change the
+    weights; see ``layers.masked.reuse_effective_kernels``)."""
+    @functools.wraps(fn)
+    def wrapped(*args):
+        with reuse_effective_kernels(get_model()):
+            return fn(*args)
+    return wrapped
 
 
 def predict_labels(model, x, batch_size=None):

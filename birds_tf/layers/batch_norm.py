@@ -13,6 +13,12 @@ import keras
 import tensorflow as tf
 
 
+def _native_bf16(inputs):
+    """Whether to hand bfloat16 inputs to the kernel as they are: on CPU only (measured there;
+    float16 on CPU is neither identical nor faster, so it is cast as before)."""
+    return inputs.dtype == tf.bfloat16 and not tf.config.list_logical_devices("GPU")
+
+
 @keras.saving.register_keras_serializable(package="birds_tf")
 class BatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` computed with the fused kernel where it applies."""
@@ -25,7 +31,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         # As Keras does: statistics and normalisation in float32 (bf16/fp16 overflow otherwise).
-        x = tf.cast(inputs, tf.float32)
+        # The CPU kernel takes bfloat16 inputs and computes in float32 inside: the outputs,
+        # statistics and gradients are bit-identical to casting first (tests/test_batch_norm.py),
+        # without the two casts each way (22% of the BN time of a bf16 step).
+        x = inputs if _native_bf16(inputs) else tf.cast(inputs, tf.float32)
         gamma = tf.cast(self.gamma, tf.float32)
         beta = tf.cast(self.beta, tf.float32)
         if training and self.trainable:
