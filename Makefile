@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.pgd_at $(if $(QUICK),--quick,)
 	$(PY) -m benchmarks.serving $(if $(QUICK),--rounds 3 --train-rounds 1,)
+	$(PY) -m benchmarks.conv_ops $(if $(QUICK),--repeats 20,--repeats 40)
 
 clean-venv:
 	rm -rf $(VENV)
