@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "attacks": ("birds_tf.attacks", None),
     "flops": ("birds_tf.flops", None),
+    "layers": ("birds_tf.layers", None),
     "models": ("birds_tf.models", None),
     "pruning": ("birds_tf.pruning", None),
     "sparsity": ("birds_tf.sparsity", None),
