@@ -9,14 +9,22 @@ variance for normalising, and the moving statistics updated as Keras does (biase
 Inputs the kernel does not take (not 4-D channels-last, masks, renorm, no centre/scale,
 synchronized) fall back to Keras' own implementation.
 """
+import functools
+
 import keras
 import tensorflow as tf
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_visible():
+    # Logical devices are fixed once TensorFlow initialises: ask once, not on every call.
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _native_bf16(inputs):
     """Whether to hand bfloat16 inputs to the kernel as they are: on CPU only (measured there;
     float16 on CPU is neither identical nor faster, so it is cast as before)."""
-    return inputs.dtype == tf.bfloat16 and not tf.config.list_logical_devices("GPU")
+    return inputs.dtype == tf.bfloat16 and not _gpu_visible()
 
 
 @keras.saving.register_keras_serializable(package="birds_tf")
