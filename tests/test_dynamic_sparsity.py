@@ -60,7 +60,7 @@ def test_prune_by_magnitude_and_grow_by_gradient_on_a_hand_layer():
     # Candidates after pruning: 1, 2, 4, 5, 7; the two largest |grad| are 1 (5.0) and 5 (2.0).
     assert np.flatnonzero(new).tolist() == [0, 1, 3, 5, 6]
     # Index 1 was pruned and regrown: it was active in the last topology, so it is not a new
-    # connection and keeps its value (notes 2.8); only index 5 restarts from zero.
+    # connection and keeps its value (as in the authors' code); only index 5 restarts from zero.
     assert np.flatnonzero(grown).tolist() == [5]
     assert np.flatnonzero(pruned).tolist() == [4]
     # The named option restores the restart of regrown weights.
@@ -156,10 +156,11 @@ class _FakeEpochLogs(keras.callbacks.Callback):
         logs.update(train_ra=50.0 + 3 * epoch, val_ra=40.0, val_robust_loss=1.0)
 
 
-def _resume_run(net, epochs, initial_epoch=0, state=None, ckpt=None, save_to=None):
+def _resume_run(net, epochs, initial_epoch=0, state=None, ckpt=None, save_to=None,
+                growth="random"):
     model = _trainer(net)
     model.optimizer.build(model.trainable_variables)
-    cb = birds_tf.DynamicSparsity(plus=True, delta_t=3, total_steps=16, growth="random",
+    cb = birds_tf.DynamicSparsity(plus=True, delta_t=3, total_steps=16, growth=growth,
                                   t_start=1, queue_length=2, seed=7)
     cb.set_model(model)
     if ckpt is not None:
@@ -180,12 +181,13 @@ def _resume_run(net, epochs, initial_epoch=0, state=None, ckpt=None, save_to=Non
     return masks.get_masks(net), cb, saved
 
 
-def test_checkpoint_between_updates_resumes_with_the_same_masks_and_queues(tmp_path):
+@pytest.mark.parametrize("growth", ["random", "random_bernoulli"])
+def test_checkpoint_between_updates_resumes_with_the_same_masks_and_queues(tmp_path, growth):
     masks_a, cb_a, saved = _resume_run(_sparse_net(0.5, seed=3), epochs=4,
-                                       save_to=str(tmp_path / "ckpt"))
+                                       save_to=str(tmp_path / "ckpt"), growth=growth)
     assert saved["state"]["step"] % 3 != 0  # taken between two updates
     masks_b, cb_b, _ = _resume_run(_sparse_net(0.5, seed=9), epochs=4, initial_epoch=2,
-                                   state=saved["state"], ckpt=saved["ckpt"])
+                                   state=saved["state"], ckpt=saved["ckpt"], growth=growth)
     assert cb_a.step == cb_b.step == 16 and cb_a.updates == cb_b.updates == 5
     assert list(cb_a.gaps) == list(cb_b.gaps) and list(cb_a.losses) == list(cb_b.losses)
     assert any(e["prune_more"] for e in cb_a.events)
@@ -392,7 +394,8 @@ def test_official_code_config_binds_the_reference_values_and_its_update_steps(_g
     gin.clear_config()
     common.parse_gin(["gin/fb_plus_resnet18_official_code.gin"], [])
     cb = DynamicSparsity(plus=True)
-    assert (cb.threshold, cb.prune_ties, cb.growth) == (0.5, "threshold", "random")
+    assert (cb.threshold, cb.prune_ties, cb.growth, cb.gradient_topk) == \
+        (0.5, "threshold", "random_bernoulli", "all")
     # Drive the schedule of the reference's CIFAR run (352 iterations x 200 epochs) without a
     # model: updates every 900 iterations up to 0-indexed epoch 100, then every 1200 (notes
     # 2.4: 39 + 29 = 68 updates).

@@ -2,18 +2,24 @@
 
 Every ``delta_t`` iterations each masked layer drops its ``ceil(k * nnz)`` smallest-magnitude
 active weights and regrows as many inactive ones with the largest dense-gradient magnitude
-(RigL-style; the gradient of the current adversarial batch's cross-entropy with respect to
-``kernel * mask``, all-reduced over replicas). ``k`` follows a per-iteration cosine from 0.5 to
-0.005 over the whole run and updates never stop (official code notes, section 2). Flying Bird+
-watches the robust generalization gap and the validation robust loss once per epoch and, from
-``t_start`` on, prunes an extra ``ceil(0.4 k nnz)`` and/or grows ``int(1.05 x)`` of the regular
-count (notes, section 3.3: the paper's "0.4% / 0.05%" are these factors; random growth grows
-``1.05 x`` rounded at random, the reference's expected count).
+(paper Section 3.3, RigL-style; the gradient of the current adversarial batch's cross-entropy
+with respect to ``kernel * mask``, all-reduced over replicas). ``k`` follows a per-iteration
+cosine from 0.5 to 0.005 over the whole run and updates never stop (the authors' code at
+6e9a862, ``sparselearning/core.py`` ``CosineDecay``; the paper says only "cosine annealing").
+Flying Bird+ watches the robust generalization gap and the validation robust loss once per epoch
+and, from ``t_start`` on, prunes an extra ``ceil(0.4 k nnz)`` and/or grows ``int(1.05 x)`` of
+the regular count: Algorithm 2's ``p = (1 + delta_p) k`` with Appendix A2.3's "0.4% and 0.05%"
+read as the factors 0.4 and 0.05. That reading is the authors' code's (``prune_ratio`` /
+``growth_ratio`` in ``core.py``), not the paper's words: taken literally, 0.4% would make
+``p = 1.004 k``. Random growth grows ``1.05 x`` rounded at random, the reference's expected count.
 
 Paper defaults vs the reference code (``gin/fb_plus_resnet18_official_code.gin``): trigger
 threshold 0.75 vs 0.5 (see ``fb_plus_triggers``); ``prune_ties='exact'`` vs ``'threshold'``
-(see ``update_layer_mask``); gradient vs random growth; ``delta_t`` 2000 vs 900 then 1200. Both
+(see ``update_layer_mask``); gradient growth ranking the empty positions vs the reference's
+default random growth (``growth='random_bernoulli'``) and, with ``--growth gradient``, its
+top-k over all positions (``gradient_topk='all'``); ``delta_t`` 2000 vs 900 then 1200. Both
 keep a weight pruned and regrown in the same update (value and momentum), as the reference does.
+``growth='random'`` is an exact count drawn at random, in neither.
 
 The callback runs in cross-replica context (``on_train_batch_end``), so mask, kernel and
 momentum assignments reach every replica identically.
@@ -27,7 +33,10 @@ import numpy as np
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.utils.checks import integer as _check_int
 
-GROWTH_MODES = ("gradient", "random")
+GROWTH_MODES = ("gradient", "random", "random_bernoulli")
+# Which positions gradient growth ranks: only the empty ones (paper) or all, active ones scored 0
+# (the reference's top-k); see ``update_layer_mask``.
+GRADIENT_TOPK = ("empty", "all")
 PRUNE_TIES = ("exact", "threshold")
 # Salt mixed into the run seed for random growth, so growth draws differ from the
 # random initial mask drawn from the same train_eval.seed.
@@ -56,7 +65,7 @@ def fb_plus_triggers(gaps, losses, queue_length=5, threshold=0.75):
     Prune more when the fraction of strictly increasing gap differences is ``>= threshold``
     (over-fitting); grow more when the fraction of validation-loss differences that increase or
     stay equal is ``>= threshold`` (a plateau: under-fitting). The strict/non-strict comparisons
-    are the reference's (notes 3.2). ``threshold=0.75`` (3 of 4 differences) is the paper's "most
+    are the authors' code's (``get_dst_ratio``). ``threshold=0.75`` (3 of 4 differences) is the paper's "most
     epochs (e.g. more than 3 out of the past 5 epochs)" read as a fraction: more than 3/5 of the
     window, i.e. at least 3 of its 4 differences, a strict majority. The reference's epsilon is
     0.5 (2 of 4); the count reading "4 or more increases" is ``threshold=1.0``.
@@ -86,7 +95,7 @@ def random_grow_more_count(base, growth_ratio, candidates, rng):
     up with probability equal to its fractional part.
 
     Why: the reference grows each inactive position with probability ``min(1.05 base, n) / n``
-    (notes 3.3), so its expected count is ``1.05 base`` exactly; ``int(1.05 base)`` would grow
+    (``random_growth`` in the authors' code), so its expected count is ``1.05 base`` exactly; ``int(1.05 base)`` would grow
     less on average and nothing extra at all in layers with ``base < 20``. Gradient growth keeps
     ``int()``, as the reference's does.
     """
@@ -95,6 +104,23 @@ def random_grow_more_count(base, growth_ratio, candidates, rng):
     if target - count > 0 and rng.random() < target - count:
         count += 1
     return count
+
+
+def bernoulli_growth(candidates, target, rng):
+    """The reference's ``random_growth``: each of the ``n`` empty positions regrows on its own
+    with probability ``target / n`` (``target`` capped at ``n``).
+
+    Not the paper's rule: the count is right only in expectation, so a layer's density drifts
+    between updates, and with the reference's skip of fully dense layers (``update_layer_mask``)
+    a layer that happens to refill every empty position is never pruned or grown again. For a
+    nearly dense layer (``z`` zeros, ``P`` pruned) that happens with probability about
+    ``(P / (z + P)) ** (z + P)``, roughly ``e ** -z``: an absorbing dense state.
+    """
+    n = candidates.size
+    if n == 0 or target <= 0:
+        return candidates[:0]
+    draws = rng.random(n)
+    return candidates[draws < min(float(target), float(n)) / n]
 
 
 def _prune_exact(magnitude, mask, removed):
@@ -107,7 +133,7 @@ def _prune_exact(magnitude, mask, removed):
 
 def _prune_threshold(magnitude, numel, nnz, removed):
     """The reference's ``magnitude_death``: ``thr = sorted(|w|)[num_zeros + removed - 1]`` over the
-    whole tensor, ``keep = |w| > thr`` (notes 2.6): every active weight tied with the threshold
+    whole tensor, ``keep = |w| > thr``: every active weight tied with the threshold
     goes too, so with ties more than ``removed`` weights are dropped."""
     index = min((numel - nnz) + removed, numel)
     if index <= 0:
@@ -118,7 +144,7 @@ def _prune_threshold(magnitude, numel, nnz, removed):
 
 def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
                       prune_ratio=0.4, growth_ratio=0.05, growth="gradient", rng=None,
-                      prune_ties="exact", reset_regrown=False):
+                      prune_ties="exact", reset_regrown=False, gradient_topk="empty"):
     """New mask after one prune/grow step.
 
     Args:
@@ -126,23 +152,40 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
       mask, grad: the current mask and the dense gradient (``None`` for random growth).
       k: the update ratio of this step.
       prune_more, grow_more: the Flying Bird+ triggers.
-      prune_ratio, growth_ratio: FB+'s factors on the regular count (notes 3.3).
-      growth: ``'gradient'`` (largest ``|grad|`` among the inactive) or ``'random'``.
+      prune_ratio, growth_ratio: FB+'s factors on the regular count (see the module docstring).
+      growth: ``'gradient'`` (largest ``|grad|``, paper), ``'random'`` (exactly the budget,
+        drawn uniformly among the inactive) or ``'random_bernoulli'`` (the reference's default
+        ``--growth random``: each inactive position with probability budget / inactive, see
+        ``bernoulli_growth``).
       rng: a ``numpy`` Generator for random growth.
       prune_ties: ``'exact'`` (paper default): exactly the rule's count is pruned, magnitude ties
         broken by position. ``'threshold'`` (reference code): every active weight tied with the
         threshold magnitude is pruned and growth regrows as many as the regular step dropped, so
-        ties shrink FB+'s net prune (notes 2.6, 3.3).
+        ties shrink FB+'s net prune.
       reset_regrown: a weight pruned and regrown in the same update keeps its value and momentum
-        by default (notes 2.8; the paper's zero init is for connections "not activated in the last
-        sparse topology"); ``True`` restarts it from zero like a new connection.
+        by default (as the authors' code does; the paper's zero init is for connections "not
+        activated in the last sparse topology"); ``True`` restarts it from zero like a new
+        connection.
+      gradient_topk: ``'empty'`` (paper, Section 3.3 / Algorithm 2: grow "g% parameters with the
+        largest gradient" among those not active, so exactly the budget grows while there are
+        empty positions) or ``'all'`` (the authors' ``gradient_growth``: top-k of ``|grad|`` over
+        every position with the active ones scored 0, ties in position order as a stable sort
+        gives). They differ once fewer empty positions than the budget have a non-zero gradient
+        (dead taps, dead ReLUs): ``'all'`` then spends part of the budget on active positions,
+        a no-op, and grows fewer weights.
 
     Returns ``(new_mask, pruned, grown)``: ``pruned`` are the positions switched off, ``grown`` the
     positions whose value and momentum must restart from zero (the new connections, plus the
-    regrown ones if ``reset_regrown``). Fully dense layers are left alone, as in the reference.
+    regrown ones if ``reset_regrown``). Fully dense (and empty) layers are left alone, as the
+    reference's ``magnitude_death`` and ``random_growth`` skip them: under exact counts a layer
+    never gets there without grow-more, under ``'random_bernoulli'`` it is an absorbing state.
     """
     if prune_ties not in PRUNE_TIES:
         raise ValueError(f"Unknown prune_ties {prune_ties!r}; allowed: {PRUNE_TIES}.")
+    if growth not in GROWTH_MODES:
+        raise ValueError(f"Unknown growth mode {growth!r}; allowed: {GROWTH_MODES}.")
+    if gradient_topk not in GRADIENT_TOPK:
+        raise ValueError(f"Unknown gradient_topk {gradient_topk!r}; allowed: {GRADIENT_TOPK}.")
     shape = mask.shape
     mask = np.asarray(mask).reshape(-1) > 0.5
     numel = mask.size
@@ -166,9 +209,17 @@ def update_layer_mask(weights, mask, grad, k, prune_more=False, grow_more=False,
                     else regular_keep)
     candidates = np.flatnonzero(~new_mask)
     if growth == "gradient":
-        grown = min(grown, candidates.size)
-        g = np.abs(np.asarray(grad, np.float64).reshape(-1))[candidates]
-        chosen = candidates[np.argsort(-g, kind="stable")[:grown]]
+        g = np.abs(np.asarray(grad, np.float64).reshape(-1))
+        if gradient_topk == "empty":
+            grown = min(grown, candidates.size)
+            chosen = candidates[np.argsort(-g[candidates], kind="stable")[:grown]]
+        else:  # the reference: top-k over every position, active ones scored 0
+            order = np.argsort(-np.where(new_mask, 0.0, g), kind="stable")[:min(grown, numel)]
+            chosen = order[~new_mask[order]]
+    elif growth == "random_bernoulli":
+        rng = rng if rng is not None else np.random.default_rng()
+        target = base * (1.0 + growth_ratio) if grow_more else base
+        chosen = bernoulli_growth(candidates, target, rng)
     else:
         rng = rng if rng is not None else np.random.default_rng()
         if grow_more:
@@ -193,15 +244,19 @@ class DynamicSparsity(keras.callbacks.Callback):
     a user's model); gradient growth needs the ``AdversarialModel`` trainer, which records the
     dense gradients. Defaults are the paper's where it gives a value (``k_min``, ``t_start`` and
     the trigger comparisons, which it leaves open, are the reference code's); ``delta_t_late``,
-    ``growth='random'``, ``threshold=0.5`` and ``prune_ties='threshold'`` give the reference
-    code's behaviour (``gin/fb_plus_resnet18_official_code.gin``).
+    ``growth='random_bernoulli'``, ``gradient_topk='all'``, ``threshold=0.5`` and
+    ``prune_ties='threshold'`` give the reference code's behaviour (``gin/fb_plus_resnet18_official_code.gin``).
 
     Args:
       plus: Flying Bird+ (adaptive prune/grow) instead of Flying Bird.
       delta_t: iterations between mask updates; ``delta_t_late`` (reference) replaces it once the
         0-indexed epoch is past half of training.
       k_init, k_min: the cosine schedule of the update ratio.
-      growth: ``'gradient'`` (paper) or ``'random'`` (the reference's default).
+      growth: ``'gradient'`` (paper), ``'random'`` (an exact count drawn at random) or
+        ``'random_bernoulli'`` (the reference's default, a Bernoulli draw per empty position;
+        see ``update_layer_mask``).
+      gradient_topk: ``'empty'`` (paper) or ``'all'`` (the reference's top-k over all
+        positions); only used by gradient growth (see ``update_layer_mask``).
       prune_ratio, growth_ratio, threshold, queue_length: FB+'s factors, trigger threshold and
         window (see ``fb_plus_triggers``).
       t_start: first 0-indexed epoch whose updates may use the FB+ triggers (Algorithm 2's
@@ -218,14 +273,19 @@ class DynamicSparsity(keras.callbacks.Callback):
     def __init__(self, plus=False, delta_t=2000, delta_t_late=None, k_init=0.5, k_min=0.005,
                  growth="gradient", prune_ratio=0.4, growth_ratio=0.05, threshold=0.75,
                  queue_length=5, t_start=None, total_steps=None, seed=None, prune_ties="exact",
-                 reset_regrown=False, verbose=True):
+                 reset_regrown=False, gradient_topk="empty", verbose=True):
         super().__init__()
         _check_int("delta_t", delta_t, 1)
         if delta_t_late is not None:
             _check_int("delta_t_late", delta_t_late, 1)
         _check_int("queue_length", queue_length, 2)
         if growth not in GROWTH_MODES:
-            raise ValueError(f"Unknown growth mode {growth!r}; allowed: {GROWTH_MODES}.")
+            raise ValueError(f"Unknown growth mode {growth!r}; allowed: {GROWTH_MODES} "
+                             "('gradient' paper, 'random_bernoulli' released code, 'random' "
+                             "an exact count).")
+        if gradient_topk not in GRADIENT_TOPK:
+            raise ValueError(f"Unknown gradient_topk {gradient_topk!r}; allowed: "
+                             f"{GRADIENT_TOPK} ('empty' paper, 'all' released code).")
         if not 0.0 < k_init <= 1.0 or not 0.0 <= k_min <= k_init:
             raise ValueError(f"Need 0 <= k_min <= k_init <= 1, got k_init={k_init!r}, "
                              f"k_min={k_min!r}.")
@@ -254,6 +314,7 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.total_steps = total_steps
         self.prune_ties = prune_ties
         self.reset_regrown = bool(reset_regrown)
+        self.gradient_topk = gradient_topk
         self.verbose = verbose
         self.step = 0
         self.epoch = 0
@@ -365,12 +426,13 @@ class DynamicSparsity(keras.callbacks.Callback):
                 new_mask, pruned, grown = update_layer_mask(
                     kernel * mask, mask, grad, k, self.prune_more, self.grow_more,
                     self.prune_ratio, self.growth_ratio, self.growth, self._rng,
-                    self.prune_ties, self.reset_regrown)
+                    self.prune_ties, self.reset_regrown, self.gradient_topk)
             else:  # only the allowed entries take part; the rest stay pruned
                 sub_mask, pruned_ok, grown_ok = update_layer_mask(
                     (kernel * mask)[ok], mask[ok], None if grad is None else grad[ok], k,
                     self.prune_more, self.grow_more, self.prune_ratio, self.growth_ratio,
-                    self.growth, self._rng, self.prune_ties, self.reset_regrown)
+                    self.growth, self._rng, self.prune_ties, self.reset_regrown,
+                    self.gradient_topk)
                 new_mask = np.zeros_like(mask)
                 pruned = np.zeros(mask.shape, bool)
                 grown = np.zeros(mask.shape, bool)
