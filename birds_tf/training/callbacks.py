@@ -24,7 +24,13 @@ def scalar(value, default=np.nan):
 
 
 class EpochEvaluation(keras.callbacks.Callback):
-    """Validation and test SA / PGD-20 RA / robust loss after every epoch."""
+    """Validation and test SA / PGD-20 RA / robust loss after every epoch.
+
+    Each epoch's PGD uses its own random starts, drawn from (seed, epoch): the authors' code draws
+    fresh ones at every evaluation, and these figures feed Flying Bird+'s triggers and the best
+    checkpoint, so reusing one set would correlate the epochs' noise. Keyed by the epoch, a resumed
+    run draws exactly what an uninterrupted one drew.
+    """
 
     def __init__(self, splits, attack=epoch_eval.EVAL_ATTACK, strategy=None, with_test=True,
                  seed=0):
@@ -53,10 +59,10 @@ class EpochEvaluation(keras.callbacks.Callback):
         logs["train_loss"] = scalar(logs.get("loss"))
         logs["train_ra"] = 100.0 * scalar(logs.get("ra"))
         logs["lr"] = self._lr if self._lr is not None else current_lr(self.model.optimizer)
-        val = self.evaluator()(self.splits.val)
+        val = self.evaluator()(self.splits.val, draw=epoch)
         logs.update(val_sa=val["sa"], val_ra=val["ra"], val_robust_loss=val["robust_loss"])
         if self.with_test:
-            test = self.evaluator()(self.splits.test)
+            test = self.evaluator()(self.splits.test, draw=epoch)
             logs.update(test_sa=test["sa"], test_ra=test["ra"],
                         test_robust_loss=test["robust_loss"])
 

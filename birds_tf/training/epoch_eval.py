@@ -1,6 +1,9 @@
 """Clean and PGD robust accuracy over a whole split, as the paper's protocol measures them.
 
-Sums (not means) are reduced across replicas so uneven last batches weigh correctly.
+Sums (not means) are reduced across replicas so uneven last batches weigh correctly. PGD's
+random starts are a pure function of (seed, draw, batch index): the per-epoch evaluation passes
+its epoch as ``draw``, so each epoch gets fresh starts, as the authors' code draws new ones at
+every evaluation, and a resumed run still sees exactly the starts of an uninterrupted one.
 """
 import time
 
@@ -31,8 +34,8 @@ class SplitEvaluator:
         if attack.clean:
             adv = clean
         else:
-            # Random starts are a function of (seed, batch index): the same weights always get
-            # the same figures, before and after a resume.
+            # Random starts are a function of (seed, draw, batch index): the same weights and
+            # draw always get the same figures, before and after a resume.
             x_adv = pgd.pgd_linf_graph(self.net, x, y, attack.eps, attack.step_size,
                                        attack.steps, attack.random_start,
                                        training=attack.bn_mode == "train", seed=batch_seed)
@@ -48,12 +51,28 @@ class SplitEvaluator:
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for v in per_replica]
 
-    def __call__(self, dataset, progress=None):
-        """Returns ``{"sa", "ra" (percent), "robust_loss", "clean_loss", "n", "seconds"}``."""
+    def batch_seed(self, index, draw=None):
+        """The stateless seed of batch ``index``'s random starts: ``[seed, index]``, or for draw
+        ``d`` (an epoch) ``[seed, (d + 1) * 2**32 + index]``, a disjoint set per draw."""
+        if draw is None:
+            return [self.seed, int(index)]
+        if int(draw) < 0:
+            raise ValueError(f"draw must be >= 0, got {draw!r}.")
+        return [self.seed, (int(draw) + 1) * 2**32 + int(index)]
+
+    def __call__(self, dataset, progress=None, draw=None):
+        """Returns ``{"sa", "ra" (percent), "robust_loss", "clean_loss", "n", "seconds"}``.
+
+        Args:
+          dataset: batched (images, labels).
+          progress: called after each batch, if given.
+          draw: which set of random starts (the per-epoch evaluation passes the 0-indexed
+            epoch); ``None``, the default, is the evaluator's one fixed set (final figures).
+        """
         start = time.time()
         totals = [0.0] * 5
         for index, (x, y) in enumerate(self.strategy.experimental_distribute_dataset(dataset)):
-            values = self._step(x, y, tf.constant([self.seed, index], tf.int64))
+            values = self._step(x, y, tf.constant(self.batch_seed(index, draw), tf.int64))
             totals = [t + float(v) for t, v in zip(totals, values)]
             if progress is not None:
                 progress()

@@ -192,8 +192,10 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
                                                         self.strategy, self.seed)
         return self._evaluator
 
-    def evaluate(self, dataset):
-        return self.evaluator()(dataset)
+    def evaluate(self, dataset, draw=None):
+        """SA / RA of the averaged model; ``draw`` picks the random starts (see
+        ``epoch_eval.SplitEvaluator``): the per-epoch figures pass the epoch."""
+        return self.evaluator()(dataset, draw=draw)
 
     # -- callback ------------------------------------------------------------------------------
     def on_epoch_end(self, epoch, logs=None):
@@ -204,11 +206,11 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         self.last_epoch = epoch + 1
         logs["swa_updates"] = float(self.n)
         if self.val is not None:
-            val = self.evaluate(self.val)
+            val = self.evaluate(self.val, draw=epoch)
             logs.update(swa_val_sa=val["sa"], swa_val_ra=val["ra"],
                         swa_val_robust_loss=val["robust_loss"])
         if self.test is not None:
-            test = self.evaluate(self.test)
+            test = self.evaluate(self.test, draw=epoch)
             logs.update(swa_test_sa=test["sa"], swa_test_ra=test["ra"],
                         swa_test_robust_loss=test["robust_loss"])
         if self.directory is not None:
