@@ -1,6 +1,8 @@
-"""Carlini-Wagner L2 (untargeted), as the paper ran it: 1 binary-search step, c = 0.1, 100
+"""Carlini-Wagner L2 (untargeted) with the paper's parameters: 1 binary-search step, c = 0.1, 100
 iterations at learning rate 0.01 (Appendix A3.2); Adam and confidence 0 are CW's own defaults,
-which the paper does not restate.
+which the paper does not restate. The paper says only "CW Attack": that it is the L2 attack is
+inferred from these parameters (a search on c and an optimiser's learning rate belong to CW-L2,
+not to an L-inf PGD on the CW loss).
 
 Optimises ``w`` with ``x' = (tanh(w) + 1) / 2`` so the box [0, 1] holds without clipping, minimising
 ``||x' - x||^2 + c * max(z_y - max_{j!=y} z_j, -confidence)`` per example. The returned image is
@@ -75,7 +77,8 @@ def cw_l2(model, x, y, c=0.1, steps=100, learning_rate=0.01, binary_search_steps
           confidence=0.0):
     """Untargeted CW-L2 adversarial images (a tf.Tensor); failures come back as the clean image.
 
-    The paper's "CW" row: Carlini & Wagner's L2 attack in tanh space with Adam; no eps, so it
+    The paper's "CW" row (CW-L2 inferred from its parameters, see the module docstring):
+    Carlini & Wagner's L2 attack in tanh space with Adam; no eps, so it
     scores how far the decision boundary is, not robustness inside an L-inf ball.
 
     Args:

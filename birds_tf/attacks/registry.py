@@ -1,10 +1,12 @@
 """Attacks by name, and ``run_attack``: batched robust accuracy with per-example flags.
 
-Defaults: PGD-20 at step eps/4 (2/255 at eps 8/255), 20 steps, 1 restart (official code notes
-5.1); CW-L2 as the paper's Appendix A3.2 ran it: c = 0.1, 1 binary-search step, 100 Adam
-iterations at lr 0.01 (the paper names the learning rate, not the optimizer; unbounded: ``eps``
-does not apply); CW-inf (PGD-20 on the CW margin loss, an L-inf variant that official code notes
-7.3 propose as an assumption; neither the paper nor the released code uses it);
+Defaults: PGD-20 at step eps/4 (2/255 at eps 8/255), 20 steps, 1 restart (paper Section 4; the
+authors' code at 6e9a862 evaluates with advertorch's LinfPGDAttack, random start, no restarts);
+CW-L2 with the parameters of the paper's Appendix A3.2: c = 0.1, 1 binary-search step, 100 Adam
+iterations at lr 0.01 (the paper says "CW Attack" and names the learning rate, not the norm or
+the optimizer: L2 is inferred from these parameters; unbounded: ``eps`` does not apply); CW-inf
+(PGD-20 on the CW margin loss, an L-inf variant offered as an assumption; neither the paper nor
+the released code uses it);
 APGD-CE 100 iterations 1 restart; APGD-T and FAB-T 100 iterations 9 targets; Square 5000 queries;
 AutoAttack standard. Any setting can be overridden by keyword.
 """

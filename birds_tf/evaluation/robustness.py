@@ -19,7 +19,8 @@ from birds_tf.attacks import sanity as sanity_lib
 from birds_tf.utils import records
 from birds_tf.utils import workdir as workdir_lib
 
-# The paper's Table A8 attacks (Appendix A3.2): CW is CW-L2; PGD-20 is the main tables' attack.
+# The paper's Table A8 attacks (Appendix A3.2): its "CW" is taken as CW-L2, inferred from the
+# parameters it gives (a search on c, a learning rate); PGD-20 is the main tables' attack.
 DEFAULT_ATTACKS = ("pgd20", "cw_l2", "autoattack")
 WHICH = ("best", "final")
 SPLITS = ("test", "val", "train")
