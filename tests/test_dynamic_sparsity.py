@@ -44,7 +44,8 @@ def _trainer(net, strategy=None):
 @pytest.mark.parametrize("t,k", [(900, 0.4998), (18000, 0.4244), (35100, 0.2536),
                                  (48000, 0.1187), (69600, 0.0052)])
 def test_k_follows_the_cosine_schedule(t, k):
-    # Values of the reference's CosineDecay over T = 352 * 200 iterations (notes, section 2.5).
+    # Values of the reference's CosineDecay (sparselearning/core.py) over T = 352 * 200
+    # iterations.
     assert dynamic.cosine_k(t, 352 * 200) == pytest.approx(k, abs=5e-5)
     by_hand = 0.005 + (0.5 - 0.005) * (1 + math.cos(math.pi * t / 70400)) / 2
     assert dynamic.cosine_k(t, 70400) == pytest.approx(by_hand, rel=1e-12)
@@ -397,8 +398,8 @@ def test_official_code_config_binds_the_reference_values_and_its_update_steps(_g
     assert (cb.threshold, cb.prune_ties, cb.growth, cb.gradient_topk) == \
         (0.5, "threshold", "random_bernoulli", "all")
     # Drive the schedule of the reference's CIFAR run (352 iterations x 200 epochs) without a
-    # model: updates every 900 iterations up to 0-indexed epoch 100, then every 1200 (notes
-    # 2.4: 39 + 29 = 68 updates).
+    # model: updates every 900 iterations up to 0-indexed epoch 100, then every 1200
+    # (main_adv.py's --dynamic_fre: 39 + 29 = 68 updates).
     steps = []
     cb.update_masks = lambda: steps.append((cb.epoch, cb.step))
     cb.set_params({"epochs": 200, "steps": 352})
@@ -492,9 +493,10 @@ def test_early_bird_mask_ignores_the_fc_layer():
 
 @pytest.mark.parametrize("prune_ties", ["threshold", "exact"])
 def test_random_grow_more_grows_the_references_expected_count(prune_ties):
-    # The reference grows each inactive position with probability min(1.05 x, n) / n, so its
-    # expected count is 1.05 x (notes 3.3). Here x = ceil(0.3 * 14) = 5 (distinct magnitudes, no
-    # ties): 5.25 on average, never int(5.25) = 5 every time (grow-more would then do nothing).
+    # The reference grows each inactive position with probability min(1.05 x, n) / n
+    # (random_growth), so its expected count is 1.05 x. Here x = ceil(0.3 * 14) = 5 (distinct
+    # magnitudes, no ties): 5.25 on average, never int(5.25) = 5 every time (grow-more would then
+    # do nothing).
     weights = np.linspace(0.1, 1.4, 14)
     weights = np.concatenate([weights, np.zeros(26)])
     mask = (weights > 0).astype(np.float32)

@@ -65,10 +65,11 @@ def fb_plus_triggers(gaps, losses, queue_length=5, threshold=0.75):
     Prune more when the fraction of strictly increasing gap differences is ``>= threshold``
     (over-fitting); grow more when the fraction of validation-loss differences that increase or
     stay equal is ``>= threshold`` (a plateau: under-fitting). The strict/non-strict comparisons
-    are the authors' code's (``get_dst_ratio``). ``threshold=0.75`` (3 of 4 differences) is the paper's "most
-    epochs (e.g. more than 3 out of the past 5 epochs)" read as a fraction: more than 3/5 of the
-    window, i.e. at least 3 of its 4 differences, a strict majority. The reference's epsilon is
-    0.5 (2 of 4); the count reading "4 or more increases" is ``threshold=1.0``.
+    are the authors' code's (``get_dst_ratio``). ``threshold=0.75`` (3 of 4 differences) is the
+    paper's "most epochs (e.g. more than 3 out of the past 5 epochs)" read as a fraction: more
+    than 3/5 of the window, i.e. at least 3 of its 4 differences, a strict majority. The
+    reference's epsilon is 0.5 (2 of 4); the count reading "4 or more increases" is
+    ``threshold=1.0``.
     """
     if len(gaps) < queue_length or len(losses) < queue_length:
         return False, False
@@ -95,9 +96,10 @@ def random_grow_more_count(base, growth_ratio, candidates, rng):
     up with probability equal to its fractional part.
 
     Why: the reference grows each inactive position with probability ``min(1.05 base, n) / n``
-    (``random_growth`` in the authors' code), so its expected count is ``1.05 base`` exactly; ``int(1.05 base)`` would grow
-    less on average and nothing extra at all in layers with ``base < 20``. Gradient growth keeps
-    ``int()``, as the reference's does.
+    (``random_growth`` in the authors' code), so its expected count is ``1.05 base`` exactly;
+    ``int(1.05 base)`` would grow less on average and nothing extra at all in layers with
+    ``base < 20``. Gradient growth keeps ``int()``, as the reference's does. This is
+    ``growth='random'`` (an exact count); ``'random_bernoulli'`` draws as the reference does.
     """
     target = min(base * (1.0 + growth_ratio), float(candidates))
     count = int(math.floor(target))
@@ -245,7 +247,8 @@ class DynamicSparsity(keras.callbacks.Callback):
     dense gradients. Defaults are the paper's where it gives a value (``k_min``, ``t_start`` and
     the trigger comparisons, which it leaves open, are the reference code's); ``delta_t_late``,
     ``growth='random_bernoulli'``, ``gradient_topk='all'``, ``threshold=0.5`` and
-    ``prune_ties='threshold'`` give the reference code's behaviour (``gin/fb_plus_resnet18_official_code.gin``).
+    ``prune_ties='threshold'`` give the reference code's behaviour
+    (``gin/fb_plus_resnet18_official_code.gin``).
 
     Args:
       plus: Flying Bird+ (adaptive prune/grow) instead of Flying Bird.
