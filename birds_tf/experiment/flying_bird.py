@@ -68,7 +68,7 @@ class FlyingBird(method.Method):
         cb = self.callback
         return {"distribution": self.distribution, "mask_updates": cb.updates,
                 "delta_t": cb.delta_t, "delta_t_late": cb.delta_t_late, "growth": cb.growth,
-                "growth_seed": cb.seed, "prune_ties": cb.prune_ties,
+                "gradient_topk": cb.gradient_topk, "growth_seed": cb.seed, "prune_ties": cb.prune_ties,
                 "reset_regrown": cb.reset_regrown,
                 "mask_update_events": cb.events}
 
