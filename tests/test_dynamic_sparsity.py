@@ -247,6 +247,8 @@ def test_fb_plus_config_runs_on_mock_cifar_and_reports_density(tmp_path, _gin_ro
     ("train_eval.sparsity = 0.0", "needs a target sparsity"),
     ("DynamicSparsity.delta_t = 0", "delta_t must be an integer >= 1, got 0"),
     ("DynamicSparsity.queue_length = 1", "queue_length must be an integer >= 2"),
+    ("DynamicSparsity.growth = 'bernoulli'", "Unknown growth mode 'bernoulli'"),
+    ("DynamicSparsity.gradient_topk = 'active'", "Unknown gradient_topk 'active'"),
 ])
 def test_bad_fb_config_is_refused_before_training(tmp_path, _gin_root, binding, match):
     from launch import train
