@@ -45,7 +45,8 @@ def _user_env(venv):
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """``(wheel path, venv python, a user's working directory outside the checkout)``."""
+    """``(wheel, venv python, a user's directory outside the checkout, its environment, the
+    launcher's running process)``."""
     base = tmp_path_factory.mktemp("wheel")
     src = base / "src"  # a copy: the build writes build/ and *.egg-info next to its sources
     src.mkdir()
@@ -73,7 +74,27 @@ def installed(tmp_path_factory):
           str(wheel)], cwd=base, env=_user_env(venv))
     user = base / "user"
     user.mkdir()
-    return str(wheel), python, str(user), _user_env(venv)
+    env = _user_env(venv)
+    # The launcher trains while the snippets run (two processes on two cores); its test waits.
+    log = base / "launcher.log"  # a file, not a pipe: nothing blocks on a full buffer
+    with open(log, "w") as out:
+        launcher = subprocess.Popen(_launcher_command(python), cwd=user, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+    yield str(wheel), python, str(user), env, (launcher, log)
+    if launcher.poll() is None:
+        launcher.kill()
+        launcher.wait()
+
+
+def _launcher_command(python):
+    """The console script with bare config names: fb_plus_resnet18.gin includes
+    'gin/fb_resnet18.gin' and so on, which must resolve inside the installed package."""
+    bindings = ["train_eval.epochs = 1", "train_eval.train_steps = 1", "train_eval.eval_steps = 1",
+                "train_eval.max_train = 64", "train_eval.max_eval = 32",
+                "train_eval.milestones = ()"]
+    script = os.path.join(os.path.dirname(python), "birds-tf-train")
+    return ([script, "--gin_file=fb_plus_resnet18.gin", "--gin_file=gin/smoke.gin",
+             "--workdir=run"] + [f"--gin_bindings={b}" for b in bindings])
 
 
 def test_wheel_holds_the_package_configs_and_launchers_only(installed):
@@ -136,7 +157,7 @@ def test_installed_wheel_runs_the_readme_snippets_from_outside_the_checkout(inst
     import json
 
     from tests.test_public_api import public_modules
-    _, python, user, env = installed
+    _, python, user, env, _ = installed
     blocks = [_readme_block("coming-from-tfmot"), _readme_block("byo-model")]
     out = _run([python, "-c", USER_SCRIPT, json.dumps(blocks), json.dumps(public_modules())],
                cwd=user, env=env)
@@ -153,14 +174,9 @@ def test_installed_wheel_runs_the_readme_snippets_from_outside_the_checkout(inst
 
 
 def test_installed_launcher_trains_on_digits_with_packaged_configs(installed):
-    _, python, user, env = installed
-    bindings = ["train_eval.epochs = 1", "train_eval.train_steps = 1", "train_eval.eval_steps = 1",
-                "train_eval.max_train = 64", "train_eval.max_eval = 32",
-                "train_eval.milestones = ()"]
-    # The console script, bare config names: fb_plus_resnet18.gin includes 'gin/fb_resnet18.gin'
-    # and so on, which must resolve inside the installed package.
-    script = os.path.join(os.path.dirname(python), "birds-tf-train")
-    out = _run([script, "--gin_file=fb_plus_resnet18.gin", "--gin_file=gin/smoke.gin",
-                "--workdir=run"] + [f"--gin_bindings={b}" for b in bindings], cwd=user, env=env)
+    _, _, user, _, (launcher, log) = installed
+    launcher.wait(timeout=600)
+    out = log.read_text()
+    assert launcher.returncode == 0, out[-4000:]
     assert "results: method=fb_plus" in out and "dataset=digits" in out
     assert os.path.isfile(os.path.join(user, "run", "results.json"))
