@@ -91,3 +91,21 @@ def test_console_scripts_name_existing_launcher_mains():
         with open(path) as f:
             tree = ast.parse(f.read())
         assert any(isinstance(n, ast.FunctionDef) and n.name == func for n in tree.body), target
+
+
+def test_no_private_keras_paths():
+    """``keras.src`` moves between Keras releases; birds_tf and its launchers use public Keras."""
+    bad = []
+    for top in ("birds_tf", "launch"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                if name.endswith(".py"):
+                    with open(os.path.join(folder, name)) as f:
+                        tree = ast.parse(f.read())
+                    for node in ast.walk(tree):
+                        modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                                   else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                                   else [])
+                        bad += [f"{top}/{name}:{node.lineno} {m}" for m in modules
+                                if m.startswith("keras.src") or m.startswith("tf_keras")]
+    assert not bad, bad
