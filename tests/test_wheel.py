@@ -122,7 +122,6 @@ USER_SCRIPT = r'''
 import importlib, json, os, sys
 import birds_tf
 from importlib import metadata
-here = os.path.realpath(os.getcwd())
 assert os.path.realpath(birds_tf.__file__).startswith(os.path.realpath(sys.prefix)), birds_tf.__file__
 assert metadata.version("birds-tf") == birds_tf.__version__
 for block in json.loads(sys.argv[1]):
