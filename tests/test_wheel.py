@@ -84,6 +84,7 @@ def installed(tmp_path_factory):
     if launcher.poll() is None:
         launcher.kill()
         launcher.wait()
+    shutil.rmtree(venv, ignore_errors=True)  # 2.5 GB; pytest keeps the last 3 sessions' tmp
 
 
 def _launcher_command(python):
