@@ -13,6 +13,9 @@ The names load on first use (PEP 562), so the modules that only read JSON and CS
 TensorFlow. ``import birds_tf`` alone therefore registers no Keras class: call
 ``birds_tf.register_keras_objects()`` before ``keras.models.load_model`` on a birds-tf model
 (``birds_tf.utils.workdir.load_model`` does).
+
+``__version__`` is the package's one version: the wheel reads it (pyproject.toml) and
+CHANGELOG.md's newest entry must match it (tests/test_packaging.py).
 """
 import importlib
 
@@ -21,11 +24,16 @@ __version__ = "0.1.0"
 # name -> (module, attribute or None for the module itself)
 _LAZY = {
     "attacks": ("birds_tf.attacks", None),
+    "data": ("birds_tf.data", None),
+    "evaluation": ("birds_tf.evaluation", None),
+    "export": ("birds_tf.export", None),
     "flops": ("birds_tf.flops", None),
     "layers": ("birds_tf.layers", None),
     "models": ("birds_tf.models", None),
+    "plots": ("birds_tf.plots", None),
     "pruning": ("birds_tf.pruning", None),
     "sparsity": ("birds_tf.sparsity", None),
+    "training": ("birds_tf.training", None),
     "sparsify": ("birds_tf.sparsity.convert", "sparsify"),
     "DynamicSparsity": ("birds_tf.sparsity.flying_bird", "DynamicSparsity"),
     "AdversarialModel": ("birds_tf.training.adversarial", "AdversarialModel"),

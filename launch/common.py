@@ -16,10 +16,8 @@ def import_configurables():
 def parse_gin(files, bindings):
     """Parse configs and bindings; unknown names or files fail here, before any work."""
     import_configurables()
-    for path in files:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Gin file {path!r} does not exist (run from the repository "
-                                    "root, e.g. --gin_file=gin/dense_resnet18.gin).")
+    from birds_tf.experiment.configs import resolve_config
+    files = [resolve_config(path) for path in files]  # as given, then birds-tf's own configs
     gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
     return gin.config_str()
 

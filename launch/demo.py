@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from launch import cli
+from . import cli
 
 FLAGS = cli.new_flags()  # --verbosity only
 ROWS = ("dense", "fb_plus")
@@ -21,9 +21,9 @@ OUT = os.path.join("runs", "demo")
 
 def main(out=OUT, rows=ROWS, argv=None):
     cli.parse(FLAGS, argv, "launch.demo", __doc__)
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
-    from launch import reproduce
+    from . import reproduce
     start = time.time()
     print(f"Training {', '.join(rows)} (table 1 rows) on the animal silhouettes, offline scale "
           f"(gin/offline.gin), into {out}/<row>/seed1", flush=True)
@@ -33,7 +33,7 @@ def main(out=OUT, rows=ROWS, argv=None):
     except reproduce.ReproduceError as e:
         raise SystemExit(f"make demo: {e}") from None
     workdirs = [os.path.join(out, row, "seed1") for row in rows]
-    from launch import report
+    from . import report
     md, _ = report.report(workdirs, markdown_path=os.path.join(out, "demo_table.md"),
                           csv_path=os.path.join(out, "demo_table.csv"))
     from birds_tf.plots import accuracy_figure

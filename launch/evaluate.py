@@ -17,7 +17,7 @@ import sys
 
 from absl import flags
 
-from launch import cli
+from . import cli
 
 # Own FlagValues (launch.cli): launch.train defines --workdir too, and tests import both.
 FLAGS = cli.new_flags()
@@ -82,7 +82,7 @@ def main(argv=None):
         raise
     if bool(FLAGS.workdir) == bool(FLAGS.saved_model):
         _fail("pass exactly one of --workdir=DIR (a launch.train run) or --saved_model=DIR.")
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.evaluation import robustness
     try:

@@ -14,7 +14,7 @@ import sys
 
 from absl import flags
 
-from launch import cli
+from . import cli
 
 FLAGS = cli.new_flags()
 flags.DEFINE_string("workdir", None, "A finished launch.train workdir (required).",
@@ -39,7 +39,7 @@ def main(argv=None):
     for name in ("workdir", "out"):
         if not FLAGS[name].value:
             raise SystemExit(f"launch.export: --{name} is required (see --help).")
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.export import export_workdir
     try:

@@ -13,7 +13,7 @@ import sys
 
 from absl import flags
 
-from launch import cli
+from . import cli
 
 KINDS = ("accuracy", "density", "layer_density", "mask_similarity", "landscape", "gradcam",
          "saliency")
@@ -82,7 +82,7 @@ def main(argv=None):
     cli.parse(FLAGS, argv, "launch.plot", __doc__)
     if not FLAGS.workdir:
         raise SystemExit("launch.plot: --workdir is required (repeat it for several runs).")
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.utils.workdir import NotAWorkdirError
     try:

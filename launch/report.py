@@ -11,7 +11,7 @@ import sys
 
 from absl import flags
 
-from launch import cli
+from . import cli
 
 FLAGS = cli.new_flags()
 flags.DEFINE_string("out_dir", None, "Write table.md and table.csv here.", flag_values=FLAGS)

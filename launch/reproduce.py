@@ -22,7 +22,7 @@ import time
 
 from absl import flags
 
-from launch import cli
+from . import cli
 
 SCALES = ("paper", "offline", "smoke")
 SCALE_GIN = {"paper": [], "offline": ["gin/offline.gin"], "smoke": ["gin/smoke.gin"]}
@@ -84,17 +84,19 @@ def plan(table, seeds, scale, out, rows=None, gin_bindings=()):
         selected = [r for r in all_rows if r.row in rows]
     else:
         selected = list(all_rows)
-    missing = [r for r in selected if not os.path.exists(r.gin)]
+    from birds_tf.experiment.configs import find_config  # as given, then birds-tf's configs
+    missing = [r for r in selected if find_config(r.gin) is None]
     if missing:
-        have = [r.row for r in selected if os.path.exists(r.gin)]
+        have = [r.row for r in selected if find_config(r.gin) is not None]
         raise ReproduceError(
             f"Table {key} needs configs that do not exist: "
             f"{', '.join(f'{r.gin} (row {r.row})' for r in missing)}. Write them, or pass "
             f"--rows with rows that have one" + (f" (e.g. --rows={','.join(have)})." if have
                                                  else "."))
     for path in SCALE_GIN[scale]:
-        if not os.path.exists(path):
-            raise ReproduceError(f"Scale {scale!r} needs {path}; run from the repository root.")
+        if find_config(path) is None:
+            raise ReproduceError(f"Scale {scale!r} needs {path}, which is neither in the current "
+                                 "directory nor among birds-tf's configs.")
     _check_out(out, key, scale)
     runs = []
     for r in selected:
@@ -124,7 +126,7 @@ def _check_out(out, table, scale):
 def _check_configs(runs):
     """Parse every run's config now (typos fail here) and refuse a workdir with another one."""
     import gin
-    from launch import common
+    from . import common
     for row, seed, files, bindings, workdir in runs:
         gin.clear_config()
         try:
@@ -159,7 +161,7 @@ def _write_marker(out, table, scale, rows, seeds):
 def _train(files, bindings, workdir, verbose=1):
     import gin
     import keras
-    from launch import train
+    from . import train
     gin.clear_config()
     try:
         return train.run(files, bindings, workdir, verbose=verbose)
@@ -241,7 +243,7 @@ def main(argv=None):
     if not FLAGS.table:
         raise SystemExit("launch.reproduce: --table is required (1, 2, 3, A6, A10, A11, A12 or "
                          "A17).")
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     try:
         md, _, _, out = run(FLAGS.table, FLAGS.seeds, FLAGS.scale, FLAGS.out, FLAGS.rows,

@@ -14,7 +14,7 @@ import sys
 
 from absl import flags
 
-from launch import cli, common
+from . import cli, common
 
 FLAGS = cli.new_flags()
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.",
@@ -63,7 +63,7 @@ def main(argv=None):
     if not FLAGS.workdir:
         raise SystemExit("launch.train: --workdir is required (a new folder, or a run's folder "
                          "to resume it).")
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     results = run(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.workdir, FLAGS.strategy,
                   FLAGS.overwrite, FLAGS.deterministic, cli.train_verbose(FLAGS.verbosity))

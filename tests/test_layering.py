@@ -12,8 +12,8 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "birds_tf")
 LOWER = ("layers", "models", "data", "attacks", "sparsity", "metrics", "utils", "pruning")
-ABOVE_LOWER = ("birds_tf.training", "birds_tf.experiment", "launch")
-ABOVE_TRAINING = ("birds_tf.experiment", "launch")
+ABOVE_LOWER = ("birds_tf.training", "birds_tf.experiment", "launch", "birds_tf.launch")
+ABOVE_TRAINING = ("birds_tf.experiment", "launch", "birds_tf.launch")
 
 
 def _imports(path):

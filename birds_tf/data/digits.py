@@ -8,6 +8,8 @@ import numpy as np
 
 from birds_tf.data.source import from_arrays, stratified_split
 
+__all__ = ["MEAN", "STD", "NUM_CLASSES", "INPUT_SHAPE", "fixed_split", "load"]
+
 # Pixel mean/std of the fixed training split (1077 images, values k/16); a test recomputes them.
 MEAN = (0.3053,)
 STD = (0.3760,)

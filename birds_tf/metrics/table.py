@@ -9,6 +9,9 @@ import math
 
 from birds_tf.metrics.protocol import rgg_reduction
 
+__all__ = ["METHOD_NAMES", "METHOD_ORDER", "PAPER_SCALES", "CSV_COLUMNS", "dense_reference",
+           "table_rows", "markdown", "csv_text"]
+
 METHOD_NAMES = {"dense": "Baseline", "small_dense": "Small Dense", "rp": "Random Pruning",
                 "random": "Random Pruning", "omp": "OMP", "snip": "SNIP", "grasp": "GraSP",
                 "synflow": "SynFlow", "igq": "IGQ", "rb": "Robust Bird", "fb": "Flying Bird",

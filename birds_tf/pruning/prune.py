@@ -6,6 +6,7 @@ the weights kept and an all-ones mask; like tfmot, the result is uncompiled. ``s
 clones it back to plain Keras layers whose kernels hold the zeros.
 """
 import abc
+import functools
 
 import keras
 import numpy as np
@@ -42,9 +43,16 @@ class PruningPolicy(abc.ABC):
         """Raise ``ValueError`` if the policy cannot apply to ``model``; default: accept."""
 
 
+@functools.cache
+def _functional_class():
+    """Keras' class of functional models, found through the public API (the class itself is
+    only exported under the private ``keras.src``, whose layout changes between releases)."""
+    x = keras.Input((1,), name="birds_tf_probe")  # named: Keras' auto-name counters stay put
+    return type(keras.Model(x, x, name="birds_tf_probe"))
+
+
 def _is_functional(obj):
-    from keras.src.models.functional import Functional
-    return isinstance(obj, (keras.Sequential, Functional))
+    return isinstance(obj, (keras.Sequential, _functional_class()))
 
 
 def _walk(model):

@@ -24,6 +24,9 @@ import tensorflow as tf
 
 from birds_tf.training.adversarial import AdversarialModel, cross_entropy
 
+__all__ = ["DistillationModel", "Teacher", "kd_loss", "load_teacher", "resolve_teacher_path",
+           "check_teacher", "CHECKPOINTS"]
+
 CHECKPOINTS = ("best", "final")
 
 

@@ -37,6 +37,9 @@ from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import epoch_eval
 from birds_tf.utils import records
 
+__all__ = ["StochasticWeightAveraging", "update_average", "recompute_bn", "clone_net",
+           "batch_norm_layers", "history_results", "LOG_KEYS"]
+
 LOG_KEYS = ("swa_val_sa", "swa_val_ra", "swa_val_robust_loss", "swa_test_sa", "swa_test_ra",
             "swa_test_robust_loss")
 

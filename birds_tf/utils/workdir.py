@@ -12,6 +12,9 @@ import re
 
 from birds_tf.utils import records
 
+__all__ = ["NotAWorkdirError", "check", "results", "history", "label", "load_model", "mask_files",
+           "splits"]
+
 
 class NotAWorkdirError(ValueError):
     """The path is not a finished workdir of ``launch.train``."""
