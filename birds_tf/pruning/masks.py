@@ -3,7 +3,8 @@
 The one home of tfmot's mask update: the pruning API's layers (``layers.py``) and the GMP
 baseline (``gradual.py``) both call ``is_due`` and ``new_mask``.
 
-* magnitude (block ``(1, 1)``): ``magnitude_mask`` -- keep ``|w| >=`` the k-th largest ``|w|``, ``k = max(round(n * (1 - s)), 1)``; ties with the threshold are kept.
+* magnitude (block ``(1, 1)``): ``magnitude_mask`` -- keep ``|w| >=`` the k-th largest ``|w|``,
+  ``k = max(round(n * (1 - s)), 1)``; ties with the threshold are kept.
 * block (rank-2 kernels): ``|w|`` is pooled (AVG or MAX) over ``block_size`` windows with
   ``padding="SAME"`` -- first along rows, then along columns, as ``factorized_pool`` -- the pooled
   matrix gets the magnitude mask, and each pooled entry is repeated over a ``block_size`` block
