@@ -47,12 +47,25 @@ def _warn_from(module, category=UserWarning):
     exec(code, {"__name__": module, "warnings": warnings, "category": category})
 
 
-@pytest.mark.parametrize("module", ["birds_tf.sparsity.masks", "launch.train"])
-def test_a_warning_from_our_modules_is_an_error(module):
-    with pytest.raises(DeprecationWarning, match="probe"):
-        _warn_from(module, DeprecationWarning)
+def _under_ini_filters(config, module, category):
+    """Warn from ``module`` under pytest.ini's filters alone (a ``-W`` on the command line
+    would otherwise take precedence)."""
+    from _pytest.config import parse_warning_filter
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        for line in config.getini("filterwarnings"):
+            warnings.filterwarnings(*parse_warning_filter(line, escape=False))
+        _warn_from(module, category)
 
 
-def test_a_warning_from_elsewhere_stays_a_warning():
+@pytest.mark.parametrize("module", ["birds_tf", "birds_tf.sparsity.masks", "launch.train"])
+@pytest.mark.parametrize("category", [UserWarning, DeprecationWarning, RuntimeWarning])
+def test_a_warning_from_our_modules_is_an_error(pytestconfig, module, category):
+    with pytest.raises(category, match="probe"):
+        _under_ini_filters(pytestconfig, module, category)
+
+
+@pytest.mark.parametrize("module", ["launchpad.x", "numpy.core", "keras.src.layers"])
+def test_a_warning_from_elsewhere_stays_a_warning(pytestconfig, module):
     with pytest.warns(UserWarning, match="probe"):
-        _warn_from("launchpad.x")
+        _under_ini_filters(pytestconfig, module, UserWarning)
