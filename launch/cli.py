@@ -9,8 +9,13 @@ import them into one process) and parses them with ``parse``, which also gives e
   pre-stage rows, checkpoint timings), Keras' full per-epoch line (every log entry, per-layer
   densities included) and TensorFlow's C++ start-up lines; 1 adds DEBUG.
 - ``--flagfile=FILE``: flags from a file, as absl does everywhere.
+- one line for a bad input: ``run`` turns the errors a bad input raises (``BAD_INPUT``) into
+  ``prog: message`` on stderr and exit status 1; from ``--verbosity`` 0 up the traceback comes
+  first, as it does for every other error.
 """
+import pickle
 import sys
+import traceback
 
 from absl import flags
 from absl import logging
@@ -19,6 +24,12 @@ HELP = ("-h", "--help", "--helpshort", "--helpfull")
 VERBOSITY_HELP = ("Console detail, absl levels: -1 progress lines, results and warnings only; "
                   "0 also INFO logs, Keras' full epoch line and TensorFlow's start-up lines; "
                   "1 DEBUG.")
+
+
+# What a bad input raises: a refused value (gin's unknown names included), a missing or
+# misplaced path, a dataset file that is not what it claims.
+BAD_INPUT = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+             FileExistsError, pickle.UnpicklingError)
 
 
 def new_flags():
@@ -73,3 +84,38 @@ def train_verbose(verbosity):
     """``train_eval``'s ``verbose`` for a console verbosity: 1 (our one line per epoch) by
     default, 2 (Keras' full line too) from verbosity 0 up."""
     return 2 if int(verbosity) >= 0 else 1
+
+
+def run(main, flag_values, prog):
+    """Run a launcher's ``main`` as ``python -m`` does; returns its exit status.
+
+    A ``BAD_INPUT`` error leaves as ``prog: message`` on one line (status 1), and so does the
+    ``SystemExit(message)`` a launcher raises for one; from ``--verbosity`` 0 up the traceback
+    of the error behind it is printed too. ``main`` itself keeps raising, so tests and scripts
+    calling it see the error.
+
+    Args:
+      main: the launcher's ``main()``, parsing ``sys.argv`` into ``flag_values``.
+      flag_values: the launcher's FlagValues (``new_flags``), read for ``--verbosity``.
+      prog: the name the message starts with, e.g. "launch.train".
+    """
+    try:
+        return main()
+    except SystemExit as e:
+        behind = e.__cause__ or e.__context__
+        if isinstance(e.code, str) and behind is not None and _verbose(flag_values):
+            traceback.print_exception(behind)
+        raise
+    except BAD_INPUT as e:
+        if _verbose(flag_values):
+            raise
+        raise SystemExit(f"{prog}: {one_line(e)}") from None
+
+
+def one_line(error):
+    """An error's message on one line (gin adds the binding or file on lines of its own)."""
+    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+
+
+def _verbose(flag_values):
+    return flag_values.is_parsed() and int(flag_values.verbosity) >= 0

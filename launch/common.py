@@ -2,6 +2,7 @@
 import os
 import shutil
 import time
+import tokenize
 
 import gin
 
@@ -13,12 +14,27 @@ def import_configurables():
     import birds_tf.experiment.configurables  # noqa: F401
 
 
-def parse_gin(files, bindings):
-    """Parse configs and bindings; unknown names or files fail here, before any work."""
-    import_configurables()
+def check_gin_files(files):
+    """Every gin file is found (as given, then among birds-tf's own configs); returns their paths.
+    Launchers call it before TensorFlow starts, so a typo costs none of its start-up."""
     from birds_tf.experiment.configs import resolve_config
-    files = [resolve_config(path) for path in files]  # as given, then birds-tf's own configs
-    gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+    return [resolve_config(path) for path in files]
+
+
+def parse_gin(files, bindings):
+    """Parse configs and bindings; unknown names, missing files and bad syntax fail here, as a
+    ValueError or FileNotFoundError naming the file or binding, before any work."""
+    import_configurables()
+    files = check_gin_files(files)
+    try:
+        gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+    except SyntaxError as e:
+        where = f"gin file {e.filename!r}" if e.filename else "--gin_bindings"
+        raise ValueError(f"Gin syntax error in {where}, line {e.lineno}: {e.msg} "
+                         f"({(e.text or '').strip()!r}).") from e
+    except tokenize.TokenError as e:
+        raise ValueError(f"Gin syntax error in --gin_file or --gin_bindings: {e.args[0]} (an "
+                         "unclosed bracket or quote).") from e
     return gin.config_str()
 
 

@@ -52,4 +52,4 @@ def main(out=OUT, rows=ROWS, argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, FLAGS, "launch.demo"))

@@ -82,6 +82,10 @@ def main(argv=None):
         raise
     if bool(FLAGS.workdir) == bool(FLAGS.saved_model):
         _fail("pass exactly one of --workdir=DIR (a launch.train run) or --saved_model=DIR.")
+    try:
+        eps = parse_eps(FLAGS.eps)  # before TensorFlow starts: a typo costs none of its start-up
+    except ValueError as e:
+        _fail(e)
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.evaluation import robustness
@@ -89,7 +93,7 @@ def main(argv=None):
         report, out = robustness.evaluate_path(
             FLAGS.workdir or FLAGS.saved_model, which=FLAGS.which, split=FLAGS.split,
             dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, data=FLAGS.data,
-            attacks=FLAGS.attacks, eps=parse_eps(FLAGS.eps), n=FLAGS.n,
+            attacks=FLAGS.attacks, eps=eps, n=FLAGS.n,
             batch_size=FLAGS.batch_size, attack_options=FLAGS.attack_option,
             transfer_from=FLAGS.transfer_from, transfer_attack=FLAGS.transfer_attack,
             out=FLAGS.out, sanity=FLAGS.sanity, large_eps_check=FLAGS.large_eps_check,
@@ -106,4 +110,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, FLAGS, "launch.evaluate"))

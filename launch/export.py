@@ -39,6 +39,11 @@ def main(argv=None):
     for name in ("workdir", "out"):
         if not FLAGS[name].value:
             raise SystemExit(f"launch.export: --{name} is required (see --help).")
+    from birds_tf.utils.workdir import check
+    try:
+        check(FLAGS.workdir, need=())  # before TensorFlow starts: a wrong path costs nothing
+    except ValueError as e:
+        raise SystemExit(f"launch.export: {e}") from None
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     from birds_tf.export import export_workdir
@@ -67,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, FLAGS, "launch.export"))

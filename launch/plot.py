@@ -82,9 +82,14 @@ def main(argv=None):
     cli.parse(FLAGS, argv, "launch.plot", __doc__)
     if not FLAGS.workdir:
         raise SystemExit("launch.plot: --workdir is required (repeat it for several runs).")
+    from birds_tf.utils.workdir import NotAWorkdirError, check
+    try:
+        for path in FLAGS.workdir:
+            check(path)  # before TensorFlow starts: a wrong path costs none of its start-up
+    except NotAWorkdirError as e:
+        raise SystemExit(f"launch.plot: {e}") from None
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
-    from birds_tf.utils.workdir import NotAWorkdirError
     try:
         paths = run(FLAGS.kind, FLAGS.workdir, FLAGS.out, FLAGS.which, FLAGS.grid, FLAGS.span,
                     FLAGS.batches, FLAGS.loss, FLAGS.split, FLAGS.images, FLAGS.smooth_samples)
@@ -96,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, FLAGS, "launch.plot"))

@@ -63,6 +63,7 @@ def main(argv=None):
     if not FLAGS.workdir:
         raise SystemExit("launch.train: --workdir is required (a new folder, or a run's folder "
                          "to resume it).")
+    common.check_gin_files(FLAGS.gin_file)
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     results = run(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.workdir, FLAGS.strategy,
@@ -72,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, FLAGS, "launch.train"))

@@ -82,6 +82,9 @@ def test_rerun_is_idempotent_and_a_different_config_is_refused(tmp_path):
     ("train_eval.milestones = (5,)", "milestone 5 is outside 1..epochs"),
     ("train_eval.sparsity = 1.0", r"sparsity must be in \[0, 1\)"),
     ("train_eval.epochs = 0", "epochs must be an integer >= 1, got 0"),
+    ("train_eval.epochs = 1 2",                      # the ninth binding, after TINY's eight
+     r"Gin syntax error in --gin_bindings, line 9: Expected newline. \('train_eval.epochs = 1 2"),
+    ("train_eval.epochs = (", "Gin syntax error.*unclosed bracket or quote"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, binding, match):
     workdir = tmp_path / "bad"
@@ -95,8 +98,11 @@ def test_unknown_gin_binding_fails_from_the_command_line(tmp_path):
         [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart.gin",
          "--gin_bindings=train_eval.learning_rate = 0.1", f"--workdir={tmp_path / 'x'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert "learning_rate" in proc.stderr
+    assert proc.returncode == 1
+    # gin's message and the binding it names, on one line, with no traceback (launch.cli.run)
+    assert proc.stderr.strip().splitlines() == [
+        "launch.train: Configurable 'train_eval' doesn't have a parameter named 'learning_rate'. "
+        "In bindings string line 1 train_eval.learning_rate = 0.1"], proc.stderr[-3000:]
     assert not (tmp_path / "x" / "metrics.csv").exists()
 
 
@@ -175,3 +181,53 @@ def test_a_bad_flag_is_one_line_naming_the_launcher():
         assert proc.stderr.strip().splitlines()[-1].startswith(f"launch.{launcher}: "), \
             proc.stderr
         assert "no_such_flag" in proc.stderr
+
+
+# One bad input per launcher, each refused before TensorFlow starts (about a second each).
+BAD_INPUT = {
+    "train": (["--gin_file=gin/nope.gin", "--workdir={tmp}/w"],
+              "launch.train: Gin file 'gin/nope.gin' does not exist (run from the repository "
+              "root, e.g. --gin_file=gin/dense_resnet18.gin)."),
+    "evaluate": (["--workdir={tmp}", "--eps=8/0"],
+                 "launch.evaluate: --eps must be a number or a fraction like 8/255, got '8/0'."),
+    "export": (["--workdir={tmp}/nope", "--out={tmp}/out"],
+               "launch.export: '{tmp}/nope' is not a workdir: no such directory."),
+    "plot": (["--workdir={tmp}/nope"],
+             "launch.plot: '{tmp}/nope' is not a workdir: no such directory."),
+    "report": (["{tmp}"], "launch.report: '{tmp}' is not a finished launch.train workdir: it has "
+                          "no results.json (train into it with python -m launch.train "
+                          "--workdir=...)."),
+    "reproduce": ([], "launch.reproduce: --table is required (1, 2, 3, A6, A10, A11, A12 or "
+                      "A17)."),
+    "demo": (["extra"], "launch.demo: unexpected arguments ['extra']; every setting is a "
+                        "--flag=value."),
+}
+
+
+def _launch(launcher, args, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    return subprocess.run([sys.executable, "-m", f"launch.{launcher}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("launcher", sorted(BAD_INPUT))
+def test_a_bad_input_is_its_message_alone(launcher, tmp_path):
+    args, message = BAD_INPUT[launcher]
+    proc = _launch(launcher, args, tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stdout == ""
+    assert proc.stderr == message.replace("{tmp}", str(tmp_path)) + "\n"
+    assert sorted(os.listdir(tmp_path)) == []              # nothing written
+
+
+@pytest.mark.parametrize("launcher,last", [
+    ("train", "FileNotFoundError: Gin file 'gin/nope.gin' does not exist"),   # raised as is
+    ("report", "launch.report: '{tmp}' is not a finished"),      # SystemExit names the cause
+])
+def test_verbosity_zero_adds_the_traceback(launcher, last, tmp_path):
+    proc = _launch(launcher, BAD_INPUT[launcher][0] + ["--verbosity=0"], tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):", proc.stderr
+    assert lines[-1].startswith(last.replace("{tmp}", str(tmp_path))), proc.stderr
+    assert any("NotAWorkdirError" in ln for ln in lines) == (launcher == "report")

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import birds_tf
-from birds_tf.sparsity import gradual, magnitude, schedules
+from birds_tf.pruning import gradual, schedules
+from birds_tf.pruning import masks as pruning_masks
+from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.utils import records
 from birds_tf.experiment import method as methods
@@ -175,15 +177,15 @@ def test_gmp_callback_follows_the_polynomial_schedule_and_zeroes_momentum():
                 np.testing.assert_array_equal(mask, old)
                 continue
             assert sparsity == schedule.sparsity(step)
-            np.testing.assert_array_equal(mask, schedules.tfmot_magnitude_mask(w, sparsity))
-            assert int(mask.sum()) == schedules.tfmot_keep_count(w.size, sparsity)
+            np.testing.assert_array_equal(mask, pruning_masks.magnitude_mask(w, sparsity)[1])
+            assert int(mask.sum()) == pruning_masks.keep_count(w.size, sparsity)
             assert not kernel[mask == 0].any()
             assert mom is not None and not mom[mask == 0].any()
             assert np.abs(mom).sum() > 0           # momentum was live before the update
     # after the end step nothing changes and the target is reached in every layer
     final = [np.asarray(la.mask) for la in layers]
     for mask in final:
-        assert int(mask.sum()) == schedules.tfmot_keep_count(mask.size, np.float32(0.8))
+        assert int(mask.sum()) == pruning_masks.keep_count(mask.size, np.float32(0.8))
     np.testing.assert_allclose([e["sparsity"] for e in gmp.events],
                                [schedule.sparsity(s) for s in (2, 4, 6)])
 

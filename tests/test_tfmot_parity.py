@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from birds_tf.sparsity import schedules
+from birds_tf.pruning import masks, schedules
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 140
@@ -163,15 +163,14 @@ def test_magnitude_masks_match_tfmot_including_ties(tfmot_results):
             if s >= 1.0:
                 continue
             mask_ref, threshold_ref = next(it)
-            mask, threshold = schedules.tfmot_magnitude_mask(w, np.float32(s),
-                                                             return_threshold=True)
+            threshold, mask = masks.magnitude_mask(w, np.float32(s))
             assert mask.shape == w.shape and mask.dtype == w.dtype
             assert mask.astype(int).ravel().tolist() == mask_ref, (w.shape, s)
             assert float(threshold) == float(threshold_ref)
     poly = schedules.PolynomialDecay(0.0, 0.9, 0, 100, power=3, frequency=1)
     updated = []
     for (i, step), (mask_ref, _) in zip(SCHEDULED, ref["scheduled"]):
-        mask, did = schedules.tfmot_conditional_mask_update(
+        mask, did = masks.conditional_mask_update(
             weights[i], np.ones_like(weights[i]), poly, step)
         updated.append(did)
         assert mask.astype(int).ravel().tolist() == mask_ref, step
@@ -181,9 +180,9 @@ def test_magnitude_masks_match_tfmot_including_ties(tfmot_results):
 def test_tfmot_mask_keeps_all_ties():
     w = np.array([3.0, -1.0, 1.0, 1.0, 0.5, -2.0], np.float32)
     # k = round(6 * 0.5) = 3 -> threshold |w| = 1.0, and all three 1.0s are kept.
-    np.testing.assert_array_equal(schedules.tfmot_magnitude_mask(w, 0.5), [1, 1, 1, 1, 0, 1])
-    assert schedules.tfmot_keep_count(10, 0.95) == 1  # round(0.5) = 0 -> at least one
-    assert schedules.tfmot_keep_count(10, 0.75) == 2  # round(2.5) = 2 (half to even)
+    np.testing.assert_array_equal(masks.magnitude_mask(w, 0.5)[1], [1, 1, 1, 1, 0, 1])
+    assert masks.keep_count(10, 0.95) == 1  # round(0.5) = 0 -> at least one
+    assert masks.keep_count(10, 0.75) == 2  # round(2.5) = 2 (half to even)
 
 
 def test_birds_tf_never_imports_tfmot_and_keeps_keras3():
@@ -191,7 +190,7 @@ def test_birds_tf_never_imports_tfmot_and_keeps_keras3():
         import os, sys
         import birds_tf
         import birds_tf.sparsity
-        import birds_tf.sparsity.schedules
+        import birds_tf.pruning.masks, birds_tf.pruning.schedules
         import tensorflow as tf, keras
         bad = sorted(m for m in sys.modules if m.startswith("tensorflow_model_optimization"))
         assert not bad, bad

@@ -18,7 +18,7 @@ in how the mask is chosen:
 * ``small_dense`` -- no mask: the narrowed PreActResNet-18 with about ``1 - s`` of the weights,
   trained densely; ``results.json`` reports its parameter-equivalent sparsity;
 * ``gmp`` -- gradual magnitude pruning during PGD-AT with tfmot's ``PolynomialDecay`` (power 3)
-  or ``ConstantSparsity`` schedule (``birds_tf.sparsity.gradual``); not a row of the paper.
+  or ``ConstantSparsity`` schedule (``birds_tf.pruning.gradual``); not a row of the paper.
 
 Masks are chosen once, before the main stage; on resume (``state['stage'] == 'main'``) the net is
 rebuilt with all-ones masks and the checkpoint restores the chosen ones, so nothing is recomputed.
@@ -30,7 +30,8 @@ import numpy as np
 
 from birds_tf import models as models_lib
 from birds_tf.models import small_dense as small_dense_lib
-from birds_tf.sparsity import distributions, gradual, magnitude, scorers
+from birds_tf.pruning import gradual
+from birds_tf.sparsity import distributions, magnitude, scorers
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.experiment import method, stages
 from birds_tf.training import resume

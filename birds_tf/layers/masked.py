@@ -186,9 +186,12 @@ class _MaskedMixin:
         return eff
 
     # Keras' Conv/Dense save only kernel and bias; the generic Layer rule saves every variable
-    # (the mask included) in creation order.
+    # (the mask included) in creation order. They go as NumPy arrays: the writer converts a
+    # variable with ``np.array(variable)``, and a Keras 3 variable's ``__array__`` takes no
+    # ``copy`` keyword, which NumPy 2 answers with a DeprecationWarning per variable per save.
     def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
+        for i, variable in enumerate(self._trainable_variables + self._non_trainable_variables):
+            store[str(i)] = variable.numpy()
 
     def load_own_variables(self, store):
         keras.layers.Layer.load_own_variables(self, store)

@@ -115,19 +115,12 @@ class _PrunedMixin:
 
     # -- what UpdatePruningStep calls ----------------------------------------------------------
     def should_update_mask(self, step):
-        if self.sparsity_m_by_n:
-            return step == 1  # tfmot sets structured masks once, at step 1
-        return bool(self.pruning_schedule(step)[0])
+        return masks_lib.is_due(self.pruning_schedule, step, self.sparsity_m_by_n)
 
     def new_mask(self, step):
         """``(threshold, mask)`` from the raw kernel, tfmot's ``_maybe_update_block_mask``."""
-        kernel = np.asarray(self.kernel.numpy())
-        if self.sparsity_m_by_n:
-            return masks_lib.m_by_n_mask(kernel, self.sparsity_m_by_n)
-        sparsity = self.pruning_schedule(step)[1]
-        if self.block_size == (1, 1):
-            return masks_lib.magnitude_mask(kernel, sparsity)
-        return masks_lib.block_mask(kernel, sparsity, self.block_size, self.block_pooling_type)
+        return masks_lib.new_mask(np.asarray(self.kernel.numpy()), self.pruning_schedule, step,
+                                  self.block_size, self.block_pooling_type, self.sparsity_m_by_n)
 
     def prune_step(self, step):
         """Set ``pruning_step``, update the mask if due, zero pruned kernel entries.

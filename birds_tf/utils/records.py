@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -34,12 +35,26 @@ def atomic_write_text(path, text):
         raise
 
 
+# NumPy 2's warning when an ``__array__`` takes no ``copy`` keyword, as Keras 3's variables do.
+KERAS_VARIABLE_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
+
+
 def atomic_save_model(model, path):
-    """``model.save`` to a temporary name in the same folder, then rename over ``path``."""
+    """``model.save`` to a temporary name in the same folder, then rename over ``path``.
+
+    Keras' own layers (BatchNormalization, Dense, ...) hand their variables to the writer, which
+    converts each with ``np.array``; NumPy 2 then warns that the variable's ``__array__`` takes
+    no ``copy`` keyword, once per variable per save (a Keras matter; the file is right). That
+    one warning, raised in Keras' modules, is silenced around this save and nowhere else; our
+    masked layers hand arrays (``layers/masked.py``) and raise none.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
-    model.save(tmp)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=KERAS_VARIABLE_COPY_WARNING,
+                                category=DeprecationWarning, module=r"keras\.")
+        model.save(tmp)
     os.replace(tmp, path)
 
 

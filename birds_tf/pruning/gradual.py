@@ -1,22 +1,29 @@
-"""Gradual magnitude pruning (Zhu & Gupta, 2017) as a Keras callback, with tfmot's semantics.
+"""The GMP baseline (Zhu & Gupta, 2017): tfmot's mask update driven over a paper model.
 
 tfmot's ``prune_low_magnitude`` wrapper increments its ``pruning_step`` at the start of every
 training step (so the first step is 1) and, in that step's forward pass, calls
 ``conditional_mask_update``: if ``schedule(step)`` says so, each wrapped layer's mask becomes
 ``|w| >= k-th largest |w|`` with ``k = max(round(n * (1 - s)), 1)`` -- a per-layer (not global)
-magnitude mask. This callback does the same before every training batch, through
-``schedules.tfmot_conditional_mask_update``, on every birds_tf masked layer (conv and dense
-kernels, as tfmot prunes them), and also zeroes the pruned weights and their momentum (tfmot
-re-masks the weights but leaves the optimizer's slots; here a pruned weight restarts from zero if
-a later, lower sparsity revives it).
+magnitude mask. This callback does the same before every training batch, with the same code as
+the pruning API (``masks.is_due`` / ``masks.new_mask``, the schedules of ``schedules.py``), on
+every birds_tf masked layer of a model that ``train_eval`` builds (conv and dense kernels, as
+tfmot prunes them).
 
-The step is the optimizer's iteration count + 1, so a resumed run continues the schedule.
+Where it differs from ``UpdatePruningStep``, and why: a mask change here goes through
+``sparsity.masks.assign_mask_and_reset``, which zeroes the pruned weights *and their momentum*
+(tfmot zeroes the weights and leaves the optimizer's slots). Every birds_tf method changes masks
+that way, so "pruned" means the same in every row of a table: the weight is zero and nothing
+pushes it, and one revived by a later, lower sparsity restarts from zero as a grown weight does
+in Flying Bird. The masked layers also pass no gradient to pruned weights (tfmot's wrapper passes
+one, straight-through). The step is the optimizer's iteration count + 1, so a resumed run
+continues the schedule.
 """
 import keras
 import numpy as np
 
+from birds_tf.pruning import masks as pruning_masks
+from birds_tf.pruning import schedules
 from birds_tf.sparsity import masks as masks_lib
-from birds_tf.sparsity import schedules
 
 GMP_SCHEDULES = ("polynomial", "constant")
 
@@ -65,21 +72,19 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
 
     def update(self, step):
         """tfmot's ``conditional_mask_update`` at training step ``step`` (1-based)."""
-        should_prune, sparsity = self.schedule(step)
-        if not should_prune:
+        if not pruning_masks.is_due(self.schedule, step):
             return None
         optimizer = self._optimizer()
         active = total = 0
         for layer in self._layers:
             kernel = np.asarray(layer.kernel.numpy())
             old = np.asarray(layer.mask.numpy())
-            mask, _ = schedules.tfmot_conditional_mask_update(kernel * old, old, self.schedule,
-                                                              step)
+            _, mask = pruning_masks.new_mask(kernel * old, self.schedule, step)
             mask = mask.astype(np.float32)
             masks_lib.assign_mask_and_reset(layer, mask, mask, optimizer)
             active += int(mask.sum())
             total += mask.size
-        event = {"step": int(step), "sparsity": float(sparsity),
+        event = {"step": int(step), "sparsity": float(self.schedule(step)[1]),
                  "global_density": active / total}
         self.events.append(event)
         return event
