@@ -186,8 +186,10 @@ def test_a_bad_flag_is_one_line_naming_the_launcher():
 # One bad input per launcher, each refused before TensorFlow starts (about a second each).
 BAD_INPUT = {
     "train": (["--gin_file=gin/nope.gin", "--workdir={tmp}/w"],
-              "launch.train: Gin file 'gin/nope.gin' does not exist (run from the repository "
-              "root, e.g. --gin_file=gin/dense_resnet18.gin)."),
+              "launch.train: Gin file 'gin/nope.gin' not found. Configs are looked up as given "
+              "(relative to the current directory {root}), then in birds-tf's configs folder "
+              "{root}/gin, by name (e.g. --gin_file=fb_plus_resnet18.gin or "
+              "--gin_file=gin/fb_plus_resnet18.gin). Did you mean smoke.gin, offline.gin?"),
     "evaluate": (["--workdir={tmp}", "--eps=8/0"],
                  "launch.evaluate: --eps must be a number or a fraction like 8/255, got '8/0'."),
     "export": (["--workdir={tmp}/nope", "--out={tmp}/out"],
@@ -216,12 +218,13 @@ def test_a_bad_input_is_its_message_alone(launcher, tmp_path):
     proc = _launch(launcher, args, tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stdout == ""
-    assert proc.stderr == message.replace("{tmp}", str(tmp_path)) + "\n"
+    assert proc.stderr == message.replace("{tmp}", str(tmp_path)).replace("{root}", ROOT) + "\n"
     assert sorted(os.listdir(tmp_path)) == []              # nothing written
 
 
 @pytest.mark.parametrize("launcher,last", [
-    ("train", "FileNotFoundError: Gin file 'gin/nope.gin' does not exist"),   # raised as is
+    ("train", "birds_tf.experiment.configs.ConfigNotFoundError: Gin file 'gin/nope.gin' not "
+              "found"),   # raised as is
     ("report", "launch.report: '{tmp}' is not a finished"),      # SystemExit names the cause
 ])
 def test_verbosity_zero_adds_the_traceback(launcher, last, tmp_path):
