@@ -71,7 +71,8 @@ def test_block_has_the_paired_statistics_of_hand_made_runs(tmp_path):
         in text
     # The heading names what was trained and the paper's setting beside it.
     assert "**Ours: animal silhouettes" in text and "the first 512 training images" in text
-    assert "Paper: CIFAR-10 / preact_resnet18**" in text
+    assert "Paper: CIFAR-10, ResNet-18 in the paper; PreActResNet-18 in the authors' code**" \
+        in text
     assert "| paper | 51.70 | 47.51 |" in text          # the paper's row beside ours
     assert "Commit: abc1234. Machine: Test CPU, 2 cores, TensorFlow 2.21.0." in text
     assert "Wall time: 28.0 min in all, 2.0 min to 6.0 min a run" in text

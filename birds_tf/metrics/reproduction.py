@@ -168,6 +168,10 @@ def _flops(mean, pct):
     return f"{mean:.3g}" + ("" if pct is None else f" ({pct:.0f}%)")
 
 
+# What the paper calls each of our architecture ids.
+PAPER_ARCH = {"preact_resnet18": "ResNet-18 in the paper; PreActResNet-18 in the authors' code",
+              "vgg16": "VGG-16", "wide_resnet34_10": "WideResNet-34-10"}
+
 PAIRED_HEADER = (
     "Paired against the dense row: for each seed, this row's number minus the dense row's (the "
     "rows of one seed share initial weights, data order and attack random starts, so the "
@@ -221,8 +225,10 @@ def markdown(summary, title=None, trained=None):
         if out and out[-1] != "":
             out.append("")
         arch = entries[0]["arch"]
-        heading = (f"**{group} / {arch}** (the paper's dataset / architecture)" if not trained
-                   else f"**Ours: {trained}. Paper: {group} / {arch}** (the rows marked paper)")
+        paper_arch = PAPER_ARCH.get(arch, arch)
+        heading = (f"**{group} / {arch}** (the paper's dataset; {paper_arch})" if not trained
+                   else f"**Ours: {trained}. Paper: {group}, {paper_arch}** (the rows marked "
+                   "paper)")
         out += [heading, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for e in entries:
             lead = [f"{e['sparsity']:.0f}", e["setting"]]
