@@ -412,27 +412,20 @@ def finish(exp, plugin, model, seconds):
     results.update(val_ra_best=max(val), val_ra_final=val[-1])
     test_ra_final = final["test_ra"]
     attack = c.eval_attack()
-    # New models and split sizes retrace the evaluator's step on purpose: TensorFlow's
-    # "triggered tf.function retracing" warning would only be noise on the console here.
-    tf_logger, level = tf.get_logger(), tf.get_logger().level
-    tf_logger.setLevel(logging.ERROR)
-    try:
+    _quiet_evaluator_retraces()
+    if c.final_test:
+        attack = c.final_test_attack()
+        results.update(final_test(exp, model, summary, attack))
+        test_ra_final = results["ra_final"]
+    if c.rgg_eval:
+        evaluator = epoch_eval.SplitEvaluator(model.net, attack, exp.strategy, c.seed)
+        train = evaluator(exp.splits.train_eval)
+        results["train_ra_final"] = train["ra"]
+        results["rgg_final"] = protocol.robust_generalization_gap(train["ra"], test_ra_final)
         if c.final_test:
-            attack = c.final_test_attack()
-            results.update(final_test(exp, model, summary, attack))
-            test_ra_final = results["ra_final"]
-        if c.rgg_eval:
-            evaluator = epoch_eval.SplitEvaluator(model.net, attack, exp.strategy, c.seed)
-            train = evaluator(exp.splits.train_eval)
-            results["train_ra_final"] = train["ra"]
-            results["rgg_final"] = protocol.robust_generalization_gap(train["ra"],
-                                                                      test_ra_final)
-            if c.final_test:
-                # The validation split under the same attack: the setting search's gap (train
-                # RA minus this) never looks at the test split.
-                results["val_ra_final_final_attack"] = evaluator(exp.splits.val)["ra"]
-    finally:
-        tf_logger.setLevel(level)
+            # The validation split under the same attack: the setting search's gap (train RA
+            # minus this) never looks at the test split.
+            results["val_ra_final_final_attack"] = evaluator(exp.splits.val)["ra"]
     results.update(plugin.results(exp, model))
     results.update(exp.smoothing.results(exp, model))
     results.update(flop_count.results_fields(model.net, exp.history, c, exp.splits,
@@ -442,6 +435,25 @@ def finish(exp, plugin, model, seconds):
     logging.info("results: %s", json.dumps({k: v for k, v in results.items()
                                             if not isinstance(v, list)}))
     return results
+
+
+class _EvaluatorRetraces(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning for ``SplitEvaluator``.
+
+    Each evaluator (per epoch, the final test's best and final models, the train split) traces
+    its step for its model and split sizes on purpose; TensorFlow counts those traces across
+    instances, so several runs in one process (launch.reproduce) would print the warning.
+    """
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("SplitEvaluator._distributed_step" in message and "retracing" in message)
+
+
+def _quiet_evaluator_retraces():
+    logger = tf.get_logger()
+    if not any(isinstance(f, _EvaluatorRetraces) for f in logger.filters):
+        logger.addFilter(_EvaluatorRetraces())
 
 
 def final_test(exp, model, summary, attack):
