@@ -136,3 +136,18 @@ def test_report_command_updates_without_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "launch.report", f"--update={md}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--update needs --results" in proc.stderr
+
+
+def test_the_setting_table_figures():
+    """RESULTS.md's "What is trained" numbers: the test split's size and the weight counts."""
+    from birds_tf.models import small_dense
+    with open(RESULTS_MD) as f:
+        text = f.read()
+    dense = small_dense.kernel_params((8, 16, 32, 64), 1, 10)
+    assert dense == 175_048 and "175k conv + fc weights dense, ~35k at 80% sparsity" in text
+    assert round(0.2 * dense / 1000) == 35
+    narrow = small_dense.widths_for_density(0.2, 1, 10)
+    narrow = tuple(max(1, round(w * 8 / 64)) for w in narrow)
+    assert round(small_dense.kernel_params(narrow, 1, 10) / dense, 2) == 0.20   # "~20%"
+    from birds_tf.data import animals
+    assert len(animals.fixed_split()[2][1]) == 1944 and "(1,944 images)" in text
