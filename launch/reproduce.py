@@ -1,7 +1,7 @@
 r"""Reproduce a table of the paper: every row's config x seeds, then mean +- std next to the paper.
 
-  python -m launch.reproduce --table=1 --scale=offline --seeds=10 --rows=dense,small_dense,fb,fb_plus \
-      --results_dir=results/table1_offline
+  python -m launch.reproduce --table=1 --scale=offline --seeds=10 \
+      --rows=dense,small_dense,fb,fb_plus --results_dir=results/table1_offline
   python -m launch.reproduce --table=2 --scale=paper --seeds=3 --out=runs/table2   # a GPU job
   python -m launch.reproduce --table=1 --scale=smoke --seeds=2 --rows=dense,fb_plus  # a test size
 

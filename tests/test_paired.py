@@ -26,7 +26,8 @@ def test_three_seeds_by_hand():
 
 
 def test_two_pairs_closed_form():
-    # df = 1 is the Cauchy distribution: P(|T| >= t) = 1 - 2 atan(t) / pi, t_{0.975} = tan(0.475 pi).
+    # df = 1 is the Cauchy distribution: P(|T| >= t) = 1 - 2 atan(t) / pi and
+    # t_{0.975} = tan(0.475 pi).
     out = paired.paired_difference({1: 3.0, 2: 5.0}, {1: 0.0, 2: 0.0})
     t = 4.0 / (math.sqrt(2.0) / math.sqrt(2))
     assert out["p"] == pytest.approx(1 - 2 * math.atan(t) / math.pi, rel=1e-10)
