@@ -1,8 +1,8 @@
 """Paired differences across seeds: mean, Student-t 95% interval and two-sided p.
 
-Why paired: at a given seed every row of a reproduced table starts from the same initial weights,
-sees the same data order and the same attack random starts, so the per-seed difference
-(row - dense) cancels what the seed does to both; its spread, not the two rows' separate spreads,
+Why paired: at a given seed every row of a reproduced table sees the same data order and the
+same attack random starts (and starts from the same initial weights where its architecture is
+the dense row's), so the per-seed difference (row - dense) cancels what the seed does to both; its spread, not the two rows' separate spreads,
 says whether a difference is resolved. Pure Python (``math`` only): ``launch.report`` reads it
 without TensorFlow or SciPy; the tests check it against hand math and ``scipy.stats``.
 """

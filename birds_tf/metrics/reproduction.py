@@ -5,8 +5,8 @@ Why its own module: `table.py` lays out single runs; a reproduction needs the se
 number without it is an anecdote) and the published value beside it. RGG reductions are taken
 against the dense row of the same group (dataset / architecture) of the same table:
 mean(RGG dense) - mean(RGG row), printed without a spread: seeds are paired across rows (same
-initial weights, data order and attack seeds), so the uncertainty of a difference is the paired
-one (`birds_tf.metrics.paired`), given for RA best, RA final and RGG in a second table. FLOPs are
+data order and attack seeds; same initial weights where the architecture is), so the
+uncertainty of a difference is the paired one (`birds_tf.metrics.paired`), given for RA best, RA final and RGG in a second table. FLOPs are
 also shown as a percentage of that dense row, the only form in which ours and the paper's compare
 (the paper's inference column has an unexplained scale, README "FLOPs"; other scales train on
 other data).
@@ -174,8 +174,9 @@ PAPER_ARCH = {"preact_resnet18": "ResNet-18 in the paper; PreActResNet-18 in the
 
 PAIRED_HEADER = (
     "Paired against the dense row: for each seed, this row's number minus the dense row's (the "
-    "rows of one seed share initial weights, data order and attack random starts, so the "
-    "per-seed difference cancels what the seed does to both). Mean [95% Student-t interval] "
+    "rows of one seed share the data order, the attack random starts and, where the "
+    "architecture is the same, the initial weights (Small Dense is narrower), so the per-seed "
+    "difference cancels what the seed does to both). Mean [95% Student-t interval] "
     "and two-sided p over the n seeds both rows have; **resolved** when the interval excludes 0; "
     "n/a below 2 pairs.")
 
