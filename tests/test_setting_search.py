@@ -1,5 +1,9 @@
 """launch.setting_search: bad input refused before training; a tiny candidate's choice numbers are
-the validation split's (from metrics.csv and results.json), and no test number is printed."""
+the validation split's (from metrics.csv and results.json), and no test number is printed.
+
+The same tiny run checks ``train_eval.final_test`` (one training run for both, to keep the suite
+short): the best and final models on the whole test split, against an independent evaluation
+of the saved models."""
 import glob
 import json
 import os
@@ -83,7 +87,38 @@ def test_tiny_candidate_prints_validation_signs_only(tmp_path, capsys):
     assert "test" not in md.lower()
     choice = json.loads((out / "choice.json").read_text())
     assert choice["met"] == met and choice["candidate"] == str(candidate)
+    _check_final_test(str(out / "seed1"), res, history)
     capsys.readouterr()
     # Rerun: the finished seed is reused, the numbers are the same.
     md_again, _, _ = setting_search.run(str(candidate), 1, str(out), verbose=0)
     assert md_again.split("\n")[2].split("|")[1:7] == md.split("\n")[2].split("|")[1:7]
+
+
+def _check_final_test(workdir, res, history):
+    from birds_tf import data as data_lib
+    from birds_tf.experiment.train_eval import Config
+    from birds_tf.training import epoch_eval
+    from birds_tf.utils import workdir as workdir_lib
+    c = Config.from_workdir(workdir)
+    assert c.final_test and c.max_eval == 32
+    full = data_lib.get_dataset(c.dataset, batch_size=c.batch_size, seed=c.seed,
+                                max_train=c.max_train, augment=False)
+    assert full.num_test > 32 and res["test_images"] == full.num_test
+    attack = c.final_test_attack()
+    assert (res["test_attack_steps"], res["test_attack_eps"]) == (2, c.eval_eps)
+    for which in ("best", "final"):
+        net = workdir_lib.load_model(workdir, which)
+        got = epoch_eval.SplitEvaluator(net, attack, seed=c.seed)(full.test)
+        assert res[f"ra_{which}"] == pytest.approx(got["ra"], abs=1e-6), which
+        assert res[f"sa_{which}"] == pytest.approx(got["sa"], abs=1e-6), which
+        if which == "final":
+            train_ra = epoch_eval.SplitEvaluator(net, attack, seed=c.seed)(full.train_eval)["ra"]
+    assert res["ra_diff"] == pytest.approx(res["ra_best"] - res["ra_final"])
+    # The per-epoch figures (32 test images) stay, under epoch_*.
+    best = max(range(len(history)), key=lambda i: (history[i]["val_ra"], -i))
+    assert res["epoch_ra_best"] == pytest.approx(history[best]["test_ra"])
+    assert res["epoch_ra_final"] == pytest.approx(history[-1]["test_ra"])
+    # RGG: the final model's train RA under the same attack minus the whole-split test RA.
+    assert res["train_ra_final"] == pytest.approx(train_ra, abs=1e-6)
+    assert res["rgg_final"] == pytest.approx(train_ra - res["ra_final"])
+    assert res["test_ra_final"] == res["ra_final"]
