@@ -2,9 +2,14 @@ r"""Workdirs -> the paper's Table 1 layout (Markdown on stdout, Markdown + CSV f
 
   python -m launch.report runs/*
   python -m launch.report runs/dense runs/fb_plus --out_dir=reports --training_flops=paper
+  python -m launch.report --results=results/table1_offline --update=RESULTS.md
 
 Every path must be a finished launch.train workdir (it holds results.json); anything else stops
-the report with the offending path named. Reads JSON only: TensorFlow is never imported.
+the report with the offending path named. With ``--results`` (a folder written by
+``launch.reproduce --results_dir``) it prints the reproduced table of the committed runs (paired
+statistics, per-seed numbers, commits and machines); ``--update`` writes it between that folder's
+generated-block markers in a Markdown file (launch/committed.py). Reads JSON only: TensorFlow is
+never imported.
 """
 import os
 import sys
@@ -21,6 +26,11 @@ flags.DEFINE_string("markdown", None, "Write the Markdown table to this path.",
 flags.DEFINE_enum("training_flops", "measured", ("measured", "paper"),
                   "measured: integrated over the run's density; paper: 33 x F_inf x N x epochs "
                   "at the final density.", flag_values=FLAGS)
+flags.DEFINE_string("results", None, "A results folder of launch.reproduce --results_dir "
+                    "(e.g. results/table1_offline): report its committed runs.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("update", None, "With --results: replace that folder's generated block in "
+                    "this Markdown file (e.g. RESULTS.md).", flag_values=FLAGS)
 flags.DEFINE_enum("scale", "auto", ("auto", "paper"),
                   "FLOPs columns' power of ten (paper: x1e17 and x1e9).", flag_values=FLAGS)
 
@@ -46,6 +56,23 @@ def report(workdirs, out_dir=None, csv_path=None, markdown_path=None, training="
 
 def main(argv=None):
     workdirs = cli.parse(FLAGS, argv, "launch.report", __doc__, positional=True)
+    if FLAGS.update and not FLAGS.results:
+        raise SystemExit("launch.report: --update needs --results (the folder whose block to "
+                         "write).")
+    if FLAGS.results:
+        if workdirs:
+            raise SystemExit(f"launch.report: give workdirs or --results, not both (got "
+                             f"{workdirs}).")
+        from launch import committed
+        try:
+            if FLAGS.update:
+                committed.update(FLAGS.update, [FLAGS.results])
+                print(f"Updated {FLAGS.update} from {FLAGS.results}.")
+            else:
+                print(committed.block(FLAGS.results))
+        except committed.ResultsFolderError as e:
+            raise SystemExit(f"launch.report: {e}") from None
+        return 0
     if not workdirs:
         raise SystemExit("launch.report: name at least one workdir (python -m launch.report "
                          "runs/*).")

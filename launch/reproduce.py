@@ -1,6 +1,7 @@
 r"""Reproduce a table of the paper: every row's config x seeds, then mean +- std next to the paper.
 
-  python -m launch.reproduce --table=1 --scale=offline --seeds=3 --rows=dense,rb,fb,fb_plus
+  python -m launch.reproduce --table=1 --scale=offline --seeds=10 \
+      --rows=dense,small_dense,fb,fb_plus --results_dir=results/table1_offline
   python -m launch.reproduce --table=2 --scale=paper --seeds=3 --out=runs/table2   # a GPU job
   python -m launch.reproduce --table=1 --scale=smoke --seeds=2 --rows=dense,fb_plus  # a test size
 
@@ -10,6 +11,17 @@ reuses finished ones, so a sweep can be stopped and continued at any time. The p
 from ``birds_tf/metrics/paper_tables.csv``; the table goes to stdout, ``<out>/table.md`` and
 ``<out>/table.csv``, and a TensorBoard HParams summary to ``<out>/hparams``.
 
+Results as data: with ``--results_dir=results/table1_offline`` every finished run's small files
+(``results.json``, ``metrics.csv``, ``config.json``, ``config.gin`` and ``run.json``: commit,
+machine, wall time) are copied to ``<results_dir>/<row>/seed<k>/``, the table to
+``<results_dir>/table.csv``; kilobytes, meant to be committed. A run found there with the same
+config counts as finished and is not trained again, so a table can be completed across machines
+(commit the folder, pull, rerun the command). ``python -m launch.report
+--results=results/table1_offline --update=RESULTS.md`` turns the folder into RESULTS.md's tables.
+
+Rows beyond the paper's table (no published numbers): ``fb_plus_channel`` in Table 1
+(channel-level Flying Bird+, issue 17).
+
 Scales: ``paper`` runs the gin files as they are (CIFAR / Tiny-ImageNet, 200 epochs);
 ``offline`` layers ``gin/offline.gin`` (animal silhouettes, a CPU schedule; its header documents
 the mapping) and narrows WideResNet-34-10 to base width 2 (1/8, like the others' 8 of 64);
@@ -17,6 +29,9 @@ the mapping) and narrows WideResNet-34-10 to base width 2 (1/8, like the others'
 """
 import json
 import os
+import platform
+import shutil
+import subprocess
 import sys
 import time
 
@@ -29,6 +44,12 @@ SCALE_GIN = {"paper": [], "offline": ["gin/offline.gin"], "smoke": ["gin/smoke.g
 # Offline scale: every architecture at 1/8 of its paper width (offline.gin binds 8 of 64).
 OFFLINE_ARCH_BINDINGS = {"wide_resnet34_10": ["train_eval.arch_kwargs = {'width': 2}"]}
 MARKER = "reproduce.json"
+# Rows run beside a paper table that the paper does not have: (table, row id, gin, group,
+# dataset, arch, sparsity, method, setting).
+EXTRA_ROWS = (("1", "fb_plus_channel", "gin/fb_plus_channel_resnet18.gin", "CIFAR-10", "cifar10",
+               "preact_resnet18", 80.0, "fb_plus_channel", "Flying Bird+ (channel)"),)
+# The small files of a finished run that --results_dir keeps (no checkpoints, no event files).
+RESULT_FILES = ("results.json", "metrics.csv", "config.json", "config.gin", "run.json")
 
 FLAGS = cli.new_flags()
 flags.DEFINE_string("table", None, "Paper table: 1, 2, 3, A6, A10, A11, A12 or A17 (required).",
@@ -42,6 +63,10 @@ flags.DEFINE_string("out", None, "Output folder (default runs/reproduce/table<T>
 flags.DEFINE_list("rows", None, "Only these rows of the table (ids as in "
                   "birds_tf/metrics/paper_tables.csv, e.g. dense,rb,fb,fb_plus).",
                   flag_values=FLAGS)
+flags.DEFINE_string("results_dir", None, "Copy each finished run's small files (results.json, "
+                    "metrics.csv, config, run record) and the table here, e.g. "
+                    "results/table1_offline; runs already there count as finished.",
+                    flag_values=FLAGS)
 flags.DEFINE_multi_string("extra_gin_bindings", [], "Gin bindings for every run, after the "
                           "scale's layer, e.g. \"train_eval.data_dir='DIR'\" for CIFAR.",
                           flag_values=FLAGS)
@@ -60,16 +85,26 @@ def default_out(table, scale):
     return os.path.join("runs", "reproduce", f"table{key}_{scale}")
 
 
-def plan(table, seeds, scale, out, rows=None, gin_bindings=()):
+def table_rows(table):
+    """The paper's rows of ``table`` and then our extra rows for it (``EXTRA_ROWS``)."""
+    from birds_tf.metrics import paper
+    try:
+        rows = list(paper.table(table))
+    except ValueError as e:
+        raise ReproduceError(str(e)) from None
+    key = rows[0].table
+    for extra in EXTRA_ROWS:
+        if extra[0] == key:
+            rows.append(paper.PaperRow(*extra, values={m: None for m in paper.METRICS}))
+    return rows
+
+
+def plan(table, seeds, scale, out, rows=None, gin_bindings=(), results_dir=None):
     """Check everything and list the runs; raises ReproduceError before any training.
 
     Returns (paper rows selected, [(row, seed, gin files, bindings, workdir)], table key).
     """
-    from birds_tf.metrics import paper
-    try:
-        all_rows = paper.table(table)
-    except ValueError as e:
-        raise ReproduceError(str(e)) from None
+    all_rows = table_rows(table)
     key = all_rows[0].table
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ReproduceError(f"--seeds must be an integer >= 1, got {seeds!r}.")
@@ -98,6 +133,11 @@ def plan(table, seeds, scale, out, rows=None, gin_bindings=()):
             raise ReproduceError(f"Scale {scale!r} needs {path}, which is neither in the current "
                                  "directory nor among birds-tf's configs.")
     _check_out(out, key, scale)
+    if results_dir:
+        if os.path.abspath(results_dir) == os.path.abspath(out):
+            raise ReproduceError(f"--results_dir {results_dir!r} is --out; give the folder to "
+                                 "commit its own path (e.g. results/table1_offline).")
+        _check_out(results_dir, key, scale, "--results_dir")
     runs = []
     for r in selected:
         extra = OFFLINE_ARCH_BINDINGS.get(r.arch, []) if scale == "offline" else []
@@ -105,25 +145,30 @@ def plan(table, seeds, scale, out, rows=None, gin_bindings=()):
             runs.append((r, k, [r.gin] + SCALE_GIN[scale],
                          extra + list(gin_bindings) + [f"train_eval.seed = {k}"],
                          os.path.join(out, r.row, f"seed{k}")))
-    _check_configs(runs)
+    _check_configs(runs, results_dir, out)
     return selected, runs, key
 
 
-def _check_out(out, table, scale):
+def _check_out(out, table, scale, flag="--out"):
     marker = os.path.join(out, MARKER)
     if os.path.exists(marker):
         with open(marker) as f:
             held = json.load(f)
         if (held.get("table"), held.get("scale")) != (table, scale):
             raise ReproduceError(
-                f"--out {out!r} holds table {held.get('table')} at scale {held.get('scale')}, "
-                f"not table {table} at scale {scale}; choose another --out.")
+                f"{flag} {out!r} holds table {held.get('table')} at scale {held.get('scale')}, "
+                f"not table {table} at scale {scale}; choose another {flag}.")
     elif os.path.isdir(out) and os.listdir(out):
-        raise ReproduceError(f"--out {out!r} is not empty and was not made by launch.reproduce "
-                             f"(no {MARKER}); choose another --out.")
+        raise ReproduceError(f"{flag} {out!r} is not empty and was not made by launch.reproduce "
+                             f"(no {MARKER}); choose another {flag}.")
 
 
-def _check_configs(runs):
+def committed(results_dir, out, workdir):
+    """The folder under ``results_dir`` that holds (or will hold) ``workdir``'s small files."""
+    return os.path.join(results_dir, os.path.relpath(workdir, out))
+
+
+def _check_configs(runs, results_dir=None, out=None):
     """Parse every run's config now (typos fail here) and refuse a workdir with another one."""
     import gin
     from . import common
@@ -135,13 +180,18 @@ def _check_configs(runs):
             raise ReproduceError(f"Row {row.row} ({row.gin}): its config does not parse: {e}")
         finally:
             gin.clear_config()
-        held = os.path.join(workdir, "config.gin")
-        if os.path.exists(held):
-            with open(held) as f:
-                if f.read() != text:
-                    raise ReproduceError(
-                        f"{workdir!r} already holds a run with another config (see {held}); the "
-                        "row's gin file changed since. Use another --out.")
+        held = [(os.path.join(workdir, "config.gin"), "--out")]
+        if results_dir:
+            held.append((os.path.join(committed(results_dir, out, workdir), "config.gin"),
+                         "--results_dir"))
+        for path, flag in held:
+            if os.path.exists(path):
+                with open(path) as f:
+                    if f.read() != text:
+                        raise ReproduceError(
+                            f"{os.path.dirname(path)!r} already holds a run with another config "
+                            f"(see {path}); the row's gin file changed since. Use another "
+                            f"{flag}.")
 
 
 def _write_marker(out, table, scale, rows, seeds):
@@ -156,6 +206,47 @@ def _write_marker(out, table, scale, rows, seeds):
     atomic_write_text(path, json.dumps({"table": table, "scale": scale, "rows": done_rows,
                                         "seeds": max(int(held.get("seeds", 0)), seeds)},
                                        indent=1) + "\n")
+
+
+def run_record(seconds, trained=True):
+    """``run.json``: where and from which commit a run came, so RESULTS.md can name both."""
+    import tensorflow as tf
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    cpu = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short=7", "HEAD"),
+            "uncommitted_changes": None if status is None else bool(status),
+            "cpu": cpu, "cpu_count": os.cpu_count(), "system": platform.system(),
+            "tensorflow": tf.__version__, "python": platform.python_version(),
+            "wall_seconds": seconds,
+            "recorded": "when trained" if trained else "when copied (trained earlier)",
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def copy_results(workdir, target):
+    """The run's small files into ``target`` (written whole; the folder appears last)."""
+    from birds_tf.utils.records import atomic_write_text
+    os.makedirs(target, exist_ok=True)
+    for name in RESULT_FILES:
+        source = os.path.join(workdir, name)
+        if os.path.exists(source) and name != "results.json":
+            shutil.copyfile(source, os.path.join(target, name + ".tmp"))
+            os.replace(os.path.join(target, name + ".tmp"), os.path.join(target, name))
+    # results.json last: its presence is what marks the committed run finished.
+    with open(os.path.join(workdir, "results.json")) as f:
+        atomic_write_text(os.path.join(target, "results.json"), f.read())
 
 
 def _train(files, bindings, workdir, verbose=1):
@@ -195,28 +286,45 @@ def write_hparams(out, table, scale, summary_runs):
     return root
 
 
-def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), verbose=1):
+def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), verbose=1,
+        results_dir=None):
     """What ``main`` does; returns (markdown, csv text, summary, out folder).
 
     ``verbose`` is ``train_eval``'s: 1 prints one line per epoch, 0 nothing, 2 Keras' too.
+    ``results_dir``: where finished runs' small files are copied (and found: a run there counts
+    as finished).
     """
     out = out or default_out(table, scale)
-    selected, runs, key = plan(table, seeds, scale, out, rows, gin_bindings)
+    selected, runs, key = plan(table, seeds, scale, out, rows, gin_bindings, results_dir)
     _write_marker(out, key, scale, selected, seeds)
+    if results_dir:
+        _write_marker(results_dir, key, scale, selected, seeds)
     results, finished = {}, []
     start = time.time()
     for i, (row, seed, files, bindings, workdir) in enumerate(runs, 1):
         path = os.path.join(workdir, "results.json")
+        kept = committed(results_dir, out, workdir) if results_dir else None
         state = "reused" if os.path.exists(path) else (
             "resumed" if os.path.exists(os.path.join(workdir, "config.gin")) else "training")
-        print(f"[{i}/{len(runs)}] table {key} row {row.row} seed {seed}: {state} -> {workdir}",
-              flush=True)
+        if kept and os.path.exists(os.path.join(kept, "results.json")):
+            state, path = "committed", os.path.join(kept, "results.json")
+        print(f"[{i}/{len(runs)}] table {key} row {row.row} seed {seed}: {state} -> "
+              f"{kept if state == 'committed' else workdir}", flush=True)
         t0 = time.time()
-        if state == "reused":
+        if state in ("reused", "committed"):
             with open(path) as f:
                 res = json.load(f)
         else:
             res = _train(files, bindings, workdir, verbose)
+            from birds_tf.utils.records import write_json
+            write_json(os.path.join(workdir, "run.json"), run_record(time.time() - t0))
+        if kept and state != "committed":
+            if not os.path.exists(os.path.join(workdir, "run.json")):
+                from birds_tf.utils.records import write_json
+                write_json(os.path.join(workdir, "run.json"),
+                           run_record(res.get("seconds"), trained=False))
+            copy_results(workdir, kept)
+        res = dict(res, seed=seed)
         print(f"[{i}/{len(runs)}] {row.row} seed {seed}: RA best {res['ra_best']:.2f} final "
               f"{res['ra_final']:.2f}, SA final {res['sa_final']:.2f}, RGG "
               f"{res['rgg_final']:.2f} ({time.time() - t0:.0f} s; {time.time() - start:.0f} s "
@@ -226,14 +334,21 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), ver
     from birds_tf.metrics import reproduction
     from birds_tf.utils.records import atomic_write_text
     summary = reproduction.summarize(selected, results)
-    title = (f"Table {key}, scale {scale}, {seeds} seed(s) per row: ours = mean ± sample std "
-             "over seeds; difference = ours - paper" +
-             ("" if scale == "paper" else f" (scale {scale} trains on other data with another "
-              "schedule: the difference says how far apart, not an error)") + ".")
-    md = reproduction.markdown(summary, title)
+    title = reproduction.title(key, scale, seeds)
+    trained = None
+    if scale != "paper":
+        config = os.path.join(runs[0][4], "config.json")
+        if results_dir:
+            config = os.path.join(committed(results_dir, out, runs[0][4]), "config.json")
+        if os.path.exists(config):
+            with open(config) as f:
+                trained = reproduction.describe_config(json.load(f))
+    md = reproduction.markdown(summary, title, trained)
     text = reproduction.csv_text(summary)
     atomic_write_text(os.path.join(out, "table.md"), md + "\n")
     atomic_write_text(os.path.join(out, "table.csv"), text)
+    if results_dir:
+        atomic_write_text(os.path.join(results_dir, "table.csv"), text)
     write_hparams(out, key, scale, finished)
     return md, text, summary, out
 
@@ -247,7 +362,8 @@ def main(argv=None):
     quiet.start_tensorflow(FLAGS.verbosity)
     try:
         md, _, _, out = run(FLAGS.table, FLAGS.seeds, FLAGS.scale, FLAGS.out, FLAGS.rows,
-                            FLAGS.extra_gin_bindings, verbose=cli.train_verbose(FLAGS.verbosity))
+                            FLAGS.extra_gin_bindings, verbose=cli.train_verbose(FLAGS.verbosity),
+                            results_dir=FLAGS.results_dir)
     except ReproduceError as e:
         raise SystemExit(f"launch.reproduce: {e}") from None
     print()

@@ -92,7 +92,10 @@ def _alnum(text):
 
 
 def _docs():
-    paths = [os.path.join("gin", name) for name in sorted(os.listdir(os.path.join(ROOT, "gin")))]
+    paths = []
+    for folder, _, names in sorted(os.walk(os.path.join(ROOT, "gin"))):  # gin/offline_search too
+        paths += [os.path.relpath(os.path.join(folder, n), ROOT) for n in sorted(names)
+                  if n.endswith(".gin")]
     paths.append("README.md")
     for folder, _, names in os.walk(os.path.join(ROOT, "birds_tf")):
         paths += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names

@@ -118,6 +118,30 @@ def test_smoke_table_two_rows_two_seeds_resumes_an_interrupted_run(tmp_path, cap
     assert capsys.readouterr().out.count(": reused") == 4
     assert {key: path.read_text() for key, path in files.items()} == saved
     assert md_again == md
+    # 4) Results as data: --results_dir copies each run's small files and the table ...
+    kept = tmp_path / "results" / "table1_smoke"
+    md_kept, _, _, _ = reproduce.run("1", 2, "smoke", str(out), ["dense", "fb_plus"], TINY,
+                                     results_dir=str(kept))
+    assert md_kept == md
+    assert sorted(os.listdir(kept / "fb_plus" / "seed2")) == sorted(reproduce.RESULT_FILES)
+    assert (kept / "fb_plus" / "seed2" / "results.json").read_text() == \
+        saved[("fb_plus", 2)]
+    assert (kept / "table.csv").read_text() == (out / "table.csv").read_text()
+    record = json.loads((kept / "dense" / "seed1" / "run.json").read_text())
+    assert record["cpu_count"] == os.cpu_count() and record["tensorflow"]
+    assert sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(kept)
+               for f in fs) < 200_000                                   # kilobytes, no models
+    # ... and a committed run counts as finished: a fresh --out trains nothing.
+    capsys.readouterr()
+    md_committed, _, _, _ = reproduce.run("1", 2, "smoke", str(tmp_path / "elsewhere"),
+                                          ["dense", "fb_plus"], TINY, results_dir=str(kept))
+    assert capsys.readouterr().out.count(": committed") == 4
+    assert md_committed == md and not (tmp_path / "elsewhere" / "dense" / "seed1").exists()
+    # A committed run with another config is refused before any training.
+    with pytest.raises(reproduce.ReproduceError, match=r"another config.*--results_dir"):
+        reproduce.run("1", 2, "smoke", str(tmp_path / "third"), ["dense"],
+                      TINY + ["train_eval.lr = 0.01"], results_dir=str(kept))
+    assert not (tmp_path / "third" / "dense").exists()
     # The table: mean and sample std over the two seeds, the paper's value, the difference.
     import csv
     with open(out / "table.csv") as f:

@@ -58,6 +58,12 @@ class Config:
       jit_compile, mixed_precision: XLA and the Keras mixed-precision policy.
       rgg_eval: measure the train RA of the final model for the robust generalization gap.
       augment: training augmentation (False for the CPU-size offline scale, gin/offline.gin).
+      final_test: after training, evaluate the best and final models on the whole test split
+        (``max_eval`` not applied) with PGD-``final_test_steps`` at ``eval_eps``; the results'
+        RA/SA best/final and the RGG (train RA with the same attack) then come from it, and the
+        per-epoch figures are kept as ``epoch_*``. For scales whose per-epoch evaluation is
+        cut short (gin/offline.gin); the paper's protocol evaluates the whole split anyway.
+      final_test_steps, final_test_step_size: that attack (``None`` step: ``eval_step_size``).
     """
 
     method: str = "dense"
@@ -88,6 +94,9 @@ class Config:
     mixed_precision: str = None
     rgg_eval: bool = True
     augment: bool = True
+    final_test: bool = False
+    final_test_steps: int = 20
+    final_test_step_size: float = None
 
     def __post_init__(self):
         # Gin and JSON hand lists; the settings are plain values either way.
@@ -120,6 +129,13 @@ class Config:
                              f"{self.attack_bn_mode!r}.")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be True or False, got {self.augment!r}.")
+        if not isinstance(self.final_test, bool):
+            raise ValueError(f"final_test must be True or False, got {self.final_test!r}.")
+        if self.final_test:
+            if not self.rgg_eval:
+                raise ValueError("final_test = True measures the RGG with the final attack; it "
+                                 "needs rgg_eval = True (got False).")
+            pgd.validate(self.eval_eps, self.final_test_step(), self.final_test_steps)
         if self.mixed_precision not in MIXED_POLICIES:
             raise ValueError(f"mixed_precision must be one of {MIXED_POLICIES}, got "
                              f"{self.mixed_precision!r}.")
@@ -136,6 +152,14 @@ class Config:
 
     def eval_attack(self):
         return AttackConfig(self.eval_eps, self.eval_step_size, self.eval_steps, True, "eval")
+
+    def final_test_step(self):
+        return self.eval_step_size if self.final_test_step_size is None else \
+            self.final_test_step_size
+
+    def final_test_attack(self):
+        return AttackConfig(self.eval_eps, self.final_test_step(), self.final_test_steps, True,
+                            "eval")
 
     def as_dict(self):
         """Plain JSON-able values (the ``config.json`` record)."""
@@ -384,12 +408,24 @@ def finish(exp, plugin, model, seconds):
         "seconds": seconds,
     }
     results.update(summary)
+    val = [float(r["val_ra"]) for r in exp.history]
+    results.update(val_ra_best=max(val), val_ra_final=val[-1])
+    test_ra_final = final["test_ra"]
+    attack = c.eval_attack()
+    _quiet_evaluator_retraces()
+    if c.final_test:
+        attack = c.final_test_attack()
+        results.update(final_test(exp, model, summary, attack))
+        test_ra_final = results["ra_final"]
     if c.rgg_eval:
-        evaluator = epoch_eval.SplitEvaluator(model.net, c.eval_attack(), exp.strategy, c.seed)
+        evaluator = epoch_eval.SplitEvaluator(model.net, attack, exp.strategy, c.seed)
         train = evaluator(exp.splits.train_eval)
         results["train_ra_final"] = train["ra"]
-        results["rgg_final"] = protocol.robust_generalization_gap(train["ra"],
-                                                                  final["test_ra"])
+        results["rgg_final"] = protocol.robust_generalization_gap(train["ra"], test_ra_final)
+        if c.final_test:
+            # The validation split under the same attack: the setting search's gap (train RA
+            # minus this) never looks at the test split.
+            results["val_ra_final_final_attack"] = evaluator(exp.splits.val)["ra"]
     results.update(plugin.results(exp, model))
     results.update(exp.smoothing.results(exp, model))
     results.update(flop_count.results_fields(model.net, exp.history, c, exp.splits,
@@ -399,6 +435,56 @@ def finish(exp, plugin, model, seconds):
     logging.info("results: %s", json.dumps({k: v for k, v in results.items()
                                             if not isinstance(v, list)}))
     return results
+
+
+class _EvaluatorRetraces(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning for ``SplitEvaluator``.
+
+    Each evaluator (per epoch, the final test's best and final models, the train split) traces
+    its step for its model and split sizes on purpose; TensorFlow counts those traces across
+    instances, so several runs in one process (launch.reproduce) would print the warning.
+    """
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("SplitEvaluator._distributed_step" in message and "retracing" in message)
+
+
+def _quiet_evaluator_retraces():
+    logger = tf.get_logger()
+    if not any(isinstance(f, _EvaluatorRetraces) for f in logger.filters):
+        logger.addFilter(_EvaluatorRetraces())
+
+
+def final_test(exp, model, summary, attack):
+    """Best and final models on the whole test split; ``results.json`` entries.
+
+    The per-epoch figures ``summary`` (on the capped split) move to ``epoch_*`` keys.
+    """
+    c = exp.config
+    test = data_lib.get_dataset(c.dataset, batch_size=c.batch_size, data_dir=c.data_dir,
+                                seed=c.seed, eval_batch_size=c.eval_batch_size,
+                                max_train=c.max_train, max_eval=None, augment=False).test
+    best_path = exp.path("checkpoints", "best.keras")
+    start = time.time()
+    figures = {"final": epoch_eval.SplitEvaluator(model.net, attack, exp.strategy,
+                                                  c.seed)(test)}
+    figures["best"] = figures["final"]  # the best epoch is the last: the same weights
+    if protocol.best_epoch_index(exp.history) != len(exp.history) - 1 and \
+            os.path.exists(best_path):
+        with exp.strategy.scope():
+            best = workdir_lib.load_model(exp.workdir, "best")
+        figures["best"] = epoch_eval.SplitEvaluator(best, attack, exp.strategy, c.seed)(test)
+    out = {f"epoch_{k}": v for k, v in summary.items() if k != "best_epoch"}
+    for key in ("ra", "sa"):
+        out[f"{key}_best"] = figures["best"][key]
+        out[f"{key}_final"] = figures["final"][key]
+        out[f"{key}_diff"] = out[f"{key}_best"] - out[f"{key}_final"]
+    out.update(test_ra_final=figures["final"]["ra"], test_images=figures["final"]["n"],
+               test_attack_steps=attack.steps, test_attack_step_size=attack.step_size,
+               test_attack_eps=attack.eps,
+               final_test_seconds=time.time() - start)
+    return out
 
 
 def _final_sparsity(net):

@@ -1,19 +1,23 @@
 """A paper table reproduced over seeds: mean +- std per row next to the paper's number and the
-difference, as Markdown and CSV.
+difference, as Markdown and CSV, and each row's paired difference to the dense row.
 
 Why its own module: `table.py` lays out single runs; a reproduction needs the seed spread (a
 number without it is an anecdote) and the published value beside it. RGG reductions are taken
 against the dense row of the same group (dataset / architecture) of the same table:
-mean(RGG dense) - mean(RGG row), with the two spreads combined as independent
-(sqrt(sd_dense^2 + sd_row^2)) because seeds are not paired across methods. FLOPs are also shown as
-a percentage of that dense row, the only form in which ours and the paper's compare (the paper's
-inference column has an unexplained scale, README "FLOPs"; other scales train on other data).
+mean(RGG dense) - mean(RGG row), printed without a spread: seeds are paired across rows (same
+data order and attack seeds; same initial weights where the architecture is), so the
+uncertainty of a difference is the paired one (`birds_tf.metrics.paired`), given for RA best, RA final and RGG in a second table. FLOPs are
+also shown as a percentage of that dense row, the only form in which ours and the paper's compare
+(the paper's inference column has an unexplained scale, README "FLOPs"; other scales train on
+other data).
 """
 import csv
 import io
 import math
 
 import numpy as np
+
+from birds_tf.metrics import paired
 
 # Our key in results.json for each metric of the paper's tables.
 RESULT_KEYS = {"ra_best": "ra_best", "ra_final": "ra_final", "ra_diff": "ra_diff",
@@ -24,6 +28,10 @@ ACCURACY = ("ra_best", "ra_final", "ra_diff", "sa_best", "sa_final", "sa_diff")
 FLOPS = ("training_flops", "inference_flops")
 CSV_METRICS = ACCURACY + FLOPS + ("training_flops_pct", "inference_flops_pct", "rgg",
                                   "rgg_reduction")
+# Paired against the dense row, per seed: row - dense.
+PAIRED = ("ra_best", "ra_final", "rgg")
+PAIRED_NAMES = {"ra_best": "RA best", "ra_final": "RA final", "rgg": "RGG"}
+PAIRED_PARTS = ("n", "mean", "low", "high", "p")
 
 
 def mean_std(values):
@@ -42,15 +50,23 @@ def _dense_of(rows, row):
     return None
 
 
+def _by_seed(runs, key):
+    """{seed: value}; a run's seed is its ``seed`` entry, else its position (1-based)."""
+    return {int(r.get("seed", i)): r.get(key) for i, r in enumerate(runs, 1)}
+
+
 def summarize(paper_rows, results):
     """One dict per paper row that has results.
 
     Args:
       paper_rows: `paper.PaperRow`s of one table (in the paper's order).
-      results: {row id: [results.json dict of each seed]}.
+      results: {row id: [results.json dict of each seed]}; a dict's ``seed`` entry pairs it
+        with the dense row's run of the same seed (else its position in the list, from 1).
     Returns:
-      dicts with `row`, `setting`, `group`, `sparsity`, `method`, `seeds`, and per metric
-      `<m>_mean`, `<m>_std`, `<m>_paper`, `<m>_diff` (ours - paper; None where either is missing).
+      dicts with `row`, `setting`, `group`, `sparsity`, `method`, `seeds`, per metric
+      `<m>_mean`, `<m>_std`, `<m>_paper`, `<m>_diff` (ours - paper; None where either is
+      missing), and for RA best, RA final and RGG of a non-dense row `paired_<m>`: the per-seed
+      difference row - dense (`paired.paired_difference`), None for the dense row itself.
     """
     stats = {}
     for row in paper_rows:
@@ -76,12 +92,17 @@ def summarize(paper_rows, results):
         ours["rgg_reduction"] = (None, None)
         if row.method != "dense" and dense_ours and dense_ours["rgg"][0] is not None \
                 and ours["rgg"][0] is not None:
-            sds = [s for s in (dense_ours["rgg"][1], ours["rgg"][1]) if s is not None]
-            ours["rgg_reduction"] = (dense_ours["rgg"][0] - ours["rgg"][0],
-                                     math.sqrt(sum(s * s for s in sds)) if sds else None)
+            # No spread here: the paired interval (below) is the difference's uncertainty.
+            ours["rgg_reduction"] = (dense_ours["rgg"][0] - ours["rgg"][0], None)
         entry = {"table": row.table, "row": row.row, "setting": row.setting, "group": row.group,
                  "arch": row.arch, "sparsity": row.sparsity, "method": row.method,
                  "seeds": len(results[row.row]), "gin": row.gin}
+        for metric in PAIRED:
+            entry[f"paired_{metric}"] = None
+            if row.method != "dense" and dense_ours is not None:
+                key = RESULT_KEYS[metric]
+                entry[f"paired_{metric}"] = paired.paired_difference(
+                    _by_seed(results[row.row], key), _by_seed(results[dense.row], key))
         for metric in CSV_METRICS:
             mean, std = ours.get(metric, (None, None))
             ref = paper.get(metric)
@@ -90,6 +111,43 @@ def summarize(paper_rows, results):
             entry[f"{metric}_diff"] = None if mean is None or ref is None else mean - ref
         out.append(entry)
     return out
+
+
+DATASET_NAMES = {"animals": "animal silhouettes (28x28 grayscale, 10 classes)",
+                 "digits": "8x8 digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                 "tiny_imagenet": "Tiny-ImageNet"}
+
+
+def title(key, scale, seeds):
+    """The line above a reproduced table: what the numbers are."""
+    return (f"Table {key}, scale {scale}, {seeds} seed(s) per row: ours = mean ± sample std "
+            "over seeds; difference = ours - paper" +
+            ("" if scale == "paper" else f" (scale {scale} trains on other data with another "
+             "schedule: the difference says how far apart, not an error)") + ".")
+
+
+def describe_config(cfg):
+    """What a run trained on and how it was scored, in words, from its ``config.json``."""
+    width = (cfg.get("arch_kwargs") or {}).get("width")
+    images = cfg.get("max_train")
+    parts = [f"{DATASET_NAMES.get(cfg.get('dataset'), cfg.get('dataset'))}, "
+             f"{'the first ' + str(images) if images else 'all'} training images"
+             f"{'' if cfg.get('augment', True) else ', no augmentation'}",
+             f"{cfg.get('arch')}" + (f" width {width}" if width else ""),
+             f"{cfg.get('epochs')} epochs (lr {cfg.get('lr')}, x{cfg.get('gamma', 0.1)} at "
+             f"{', '.join(str(m) for m in cfg.get('milestones') or ()) or 'no epoch'})",
+             f"PGD-{cfg.get('train_steps')} training at eps {cfg.get('train_eps'):.4g}"]
+    per_epoch = (f"PGD-{cfg.get('eval_steps')} per epoch on "
+                 f"{cfg.get('max_eval') or 'all'} validation images (the best epoch's choice)")
+    if cfg.get("final_test"):
+        step = cfg.get("final_test_step_size") or cfg.get("eval_step_size")
+        parts.append(f"{per_epoch}; test RA of the best and final models on the whole test "
+                     f"split with PGD-{cfg.get('final_test_steps')} (step {step:.4g}), train RA "
+                     "for the RGG with the same attack")
+    else:
+        parts.append(f"PGD-{cfg.get('eval_steps')} evaluation on {cfg.get('max_eval') or 'all'} "
+                     "validation and test images")
+    return "; ".join(parts)
 
 
 def _pm(mean, std, digits=2):
@@ -110,42 +168,99 @@ def _flops(mean, pct):
     return f"{mean:.3g}" + ("" if pct is None else f" ({pct:.0f}%)")
 
 
-def markdown(summary, title=None):
+# What the paper calls each of our architecture ids.
+PAPER_ARCH = {"preact_resnet18": "ResNet-18 in the paper; PreActResNet-18 in the authors' code",
+              "vgg16": "VGG-16", "wide_resnet34_10": "WideResNet-34-10"}
+
+PAIRED_HEADER = (
+    "Paired against the dense row: for each seed, this row's number minus the dense row's (the "
+    "rows of one seed share the data order, the attack random starts and, where the "
+    "architecture is the same, the initial weights (Small Dense is narrower), so the per-seed "
+    "difference cancels what the seed does to both). Mean [95% Student-t interval] "
+    "and two-sided p over the n seeds both rows have; **resolved** when the interval excludes 0; "
+    "n/a below 2 pairs.")
+
+
+def _paired_cell(stats):
+    if not stats or stats["mean"] is None:
+        return "-"
+    if stats["low"] is None:
+        return f"{stats['mean']:+.2f} (n/a, n={stats['n']})"
+    cell = (f"{stats['mean']:+.2f} [{stats['low']:+.2f}, {stats['high']:+.2f}], "
+            f"p={stats['p']:.3f}")
+    return f"**{cell}**" if paired.resolved(stats) else cell
+
+
+def paired_markdown(entries):
+    """The paired table of one group's non-dense rows (RA best, RA final, RGG: row - dense)."""
+    rows = [e for e in entries if any(e.get(f"paired_{m}") for m in PAIRED)]
+    if not rows:
+        return []
+    header = ["Sparsity (%)", "Setting", "pairs"] + [f"{PAIRED_NAMES[m]}: row - dense"
+                                                     for m in PAIRED]
+    out = [PAIRED_HEADER, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in rows:
+        n = max((e[f"paired_{m}"] or {}).get("n", 0) for m in PAIRED)
+        out.append("| " + " | ".join([f"{e['sparsity']:.0f}", e["setting"], str(n)] +
+                                     [_paired_cell(e[f"paired_{m}"]) for m in PAIRED]) + " |")
+    return out
+
+
+def markdown(summary, title=None, trained=None):
     """Per group: for each row an `ours` line (mean ± std over seeds), the `paper` line and the
-    difference (ours - paper; FLOPs compared as % of the dense row)."""
+    difference (ours - paper; FLOPs compared as % of the dense row), then the paired table.
+
+    ``trained``: what our runs trained on, when it is not the paper's setting (e.g. the offline
+    scale); the group heading then names both, so the paper's dataset never heads other data.
+    """
     header = ["Sparsity (%)", "Setting", "", "RA best", "RA final", "RA diff", "SA best",
               "SA final", "SA diff", "Training FLOPs (% dense)", "Inference FLOPs (% dense)",
               "RGG", "RGG reduction"]
     out = [title, ""] if title else []
-    group = None
+    groups = []
     for e in summary:
-        if e["group"] != group:
-            group = e["group"]
-            if out and out[-1] != "":
-                out.append("")
-            out += [f"**{group} / {e['arch']}** (the paper's dataset / architecture)", "",
-                    "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lead = [f"{e['sparsity']:.0f}", e["setting"]]
-        ours = [_pm(e[f"{m}_mean"], e[f"{m}_std"]) for m in ACCURACY]
-        ours += [_flops(e[f"{k}_mean"], e[f"{k}_pct_mean"]) for k in FLOPS]
-        ours += [_pm(e["rgg_mean"], e["rgg_std"]), _pm(e["rgg_reduction_mean"],
-                                                      e["rgg_reduction_std"])]
-        paper = [_num(e[f"{m}_paper"]) for m in ACCURACY]
-        paper += [_flops(e[f"{k}_paper"], e[f"{k}_pct_paper"]) for k in FLOPS]
-        paper += [_num(e["rgg_paper"]), _num(e["rgg_reduction_paper"])]
-        diff = [_num(e[f"{m}_diff"], sign=True) for m in ACCURACY]
-        diff += [_num(e[f"{k}_pct_diff"], 0, sign=True) + (" pts" if e[f"{k}_pct_diff"]
-                                                           is not None else "")
-                 for k in FLOPS]
-        diff += [_num(e["rgg_diff"], sign=True), _num(e["rgg_reduction_diff"], sign=True)]
-        out.append("| " + " | ".join(lead + [f"ours (n={e['seeds']})"] + ours) + " |")
-        out.append("| " + " | ".join(["", "", "paper"] + paper) + " |")
-        out.append("| " + " | ".join(["", "", "ours - paper"] + diff) + " |")
+        if not groups or groups[-1][0] != e["group"]:
+            groups.append((e["group"], []))
+        groups[-1][1].append(e)
+    for group, entries in groups:
+        if out and out[-1] != "":
+            out.append("")
+        arch = entries[0]["arch"]
+        paper_arch = PAPER_ARCH.get(arch, arch)
+        heading = (f"**{group} / {arch}** (the paper's dataset; {paper_arch})" if not trained
+                   else f"**Ours: {trained}. Paper: {group}, {paper_arch}** (the rows marked "
+                   "paper)")
+        out += [heading, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for e in entries:
+            lead = [f"{e['sparsity']:.0f}", e["setting"]]
+            ours = [_pm(e[f"{m}_mean"], e[f"{m}_std"]) for m in ACCURACY]
+            ours += [_flops(e[f"{k}_mean"], e[f"{k}_pct_mean"]) for k in FLOPS]
+            ours += [_pm(e["rgg_mean"], e["rgg_std"]), _pm(e["rgg_reduction_mean"],
+                                                          e["rgg_reduction_std"])]
+            paper = [_num(e[f"{m}_paper"]) for m in ACCURACY]
+            paper += [_flops(e[f"{k}_paper"], e[f"{k}_pct_paper"]) for k in FLOPS]
+            paper += [_num(e["rgg_paper"]), _num(e["rgg_reduction_paper"])]
+            diff = [_num(e[f"{m}_diff"], sign=True) for m in ACCURACY]
+            diff += [_num(e[f"{k}_pct_diff"], 0, sign=True) + (" pts" if e[f"{k}_pct_diff"]
+                                                               is not None else "")
+                     for k in FLOPS]
+            diff += [_num(e["rgg_diff"], sign=True), _num(e["rgg_reduction_diff"], sign=True)]
+            out.append("| " + " | ".join(lead + [f"ours (n={e['seeds']})"] + ours) + " |")
+            if all(v == "-" for v in paper):
+                out.append("| " + " | ".join(["", "", "paper"] + ["not in the paper"] +
+                                             ["-"] * (len(paper) - 1)) + " |")
+                continue
+            out.append("| " + " | ".join(["", "", "paper"] + paper) + " |")
+            out.append("| " + " | ".join(["", "", "ours - paper"] + diff) + " |")
+        block = paired_markdown(entries)
+        if block:
+            out += [""] + block
     return "\n".join(out)
 
 
 CSV_COLUMNS = ["table", "row", "setting", "group", "arch", "sparsity", "method", "seeds", "gin"] + \
-    [f"{m}_{part}" for m in CSV_METRICS for part in ("mean", "std", "paper", "diff")]
+    [f"{m}_{part}" for m in CSV_METRICS for part in ("mean", "std", "paper", "diff")] + \
+    [f"paired_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS]
 
 
 def csv_text(summary):
@@ -155,5 +270,9 @@ def csv_text(summary):
                             extrasaction="ignore")
     writer.writeheader()
     for e in summary:
-        writer.writerow({k: ("" if e.get(k) is None else e.get(k)) for k in CSV_COLUMNS})
+        flat = dict(e)
+        for m in PAIRED:
+            for part in PAIRED_PARTS:
+                flat[f"paired_{m}_{part}"] = (e.get(f"paired_{m}") or {}).get(part)
+        writer.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in CSV_COLUMNS})
     return buffer.getvalue()

@@ -15,7 +15,7 @@ __all__ = ["METHOD_NAMES", "METHOD_ORDER", "PAPER_SCALES", "CSV_COLUMNS", "dense
 METHOD_NAMES = {"dense": "Baseline", "small_dense": "Small Dense", "rp": "Random Pruning",
                 "random": "Random Pruning", "omp": "OMP", "snip": "SNIP", "grasp": "GraSP",
                 "synflow": "SynFlow", "igq": "IGQ", "rb": "Robust Bird", "fb": "Flying Bird",
-                "fb_plus": "Flying Bird+"}
+                "fb_plus": "Flying Bird+", "fb_plus_channel": "Flying Bird+ (channel)"}
 METHOD_ORDER = list(METHOD_NAMES)
 PAPER_SCALES = {"training_flops": 17, "inference_flops": 9}
 CSV_COLUMNS = ("dataset", "arch", "sparsity", "final_sparsity", "method", "ra_best",

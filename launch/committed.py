@@ -1,0 +1,164 @@
+"""Committed runs (``results/<table>_<scale>/``) -> RESULTS.md's generated blocks.
+
+Why: a number in RESULTS.md must be backed by a committed file. ``launch.reproduce
+--results_dir=results/table1_offline`` keeps each run's small files there; this module turns the
+folder into Markdown (the table with the paper's rows, the paired statistics, the per-seed
+numbers, the machines and commits the runs came from) and replaces the text between a block's
+markers in a Markdown file, so prose and data cannot drift (tests/test_results_md.py regenerates
+every block and compares). JSON and CSV only: TensorFlow is never imported.
+
+A block in a Markdown file is::
+
+  <!-- BEGIN GENERATED results/table1_offline: python -m launch.report --results=... -->
+  ...generated text...
+  <!-- END GENERATED results/table1_offline -->
+"""
+import json
+import os
+import re
+
+BEGIN = "<!-- BEGIN GENERATED {folder}: python -m launch.report --results={folder} " \
+        "--update={target} -->"
+END = "<!-- END GENERATED {folder} -->"
+_BLOCK = re.compile(r"<!-- BEGIN GENERATED (?P<folder>\S+): [^\n]*-->\n(?P<body>.*?)"
+                    r"<!-- END GENERATED (?P=folder) -->", re.S)
+# What to type when a folder holds no run yet (the new offline Table 1, RESULTS.md).
+DEFAULT_COMMAND = ("python -m launch.reproduce --table=1 --scale=offline --seeds=10 "
+                   "--rows=dense,small_dense,fb,fb_plus --results_dir={folder}")
+
+
+class ResultsFolderError(ValueError):
+    """A results folder or a Markdown file that cannot be used; the message names it."""
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ResultsFolderError(f"{path!r} cannot be read as JSON ({e}); restore it from git "
+                                 "or delete its run folder and rerun the command.") from None
+
+
+def load(folder):
+    """``(marker dict or None, [(row, seed, results, config, run record)])`` in row/seed order."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ResultsFolderError(f"--results {folder!r} is a file, not a results folder.")
+    marker_path = os.path.join(folder, "reproduce.json")
+    marker = _read_json(marker_path) if os.path.exists(marker_path) else None
+    runs = []
+    if not os.path.isdir(folder):
+        return marker, runs
+    for row in sorted(os.listdir(folder)):
+        row_dir = os.path.join(folder, row)
+        if not os.path.isdir(row_dir):
+            continue
+        for name in os.listdir(row_dir):
+            match = re.fullmatch(r"seed(\d+)", name)
+            path = os.path.join(row_dir, name, "results.json")
+            if not match or not os.path.exists(path):
+                continue
+            run_dir = os.path.dirname(path)
+            extra = [os.path.join(run_dir, f) for f in ("config.json", "run.json")]
+            runs.append((row, int(match.group(1)), _read_json(path),
+                         *(_read_json(p) if os.path.exists(p) else {} for p in extra)))
+    if runs and marker is None:
+        raise ResultsFolderError(f"{folder!r} holds runs but no reproduce.json; it was not "
+                                 "written by launch.reproduce --results_dir.")
+    return marker, sorted(runs, key=lambda r: (r[0], r[1]))
+
+
+def _seconds(value):
+    return f"{value / 60:.1f} min" if value is not None else "?"
+
+
+def block(folder, target="RESULTS.md"):
+    """The generated Markdown for one results folder (no markers)."""
+    marker, runs = load(folder)
+    command = DEFAULT_COMMAND.format(folder=folder)
+    if not runs:
+        return (f"No run of this setting is committed under `{folder}/` yet, so there is no "
+                "table here. To make it (resumable; commit the folder when done):\n\n"
+                f"```\n{command}\npython -m launch.report --results={folder} "
+                f"--update={target}\n```\n")
+    from birds_tf.metrics import reproduction
+    from launch import reproduce
+    key, scale = marker["table"], marker["scale"]
+    paper_rows = reproduce.table_rows(key)
+    known = {r.row for r in paper_rows}
+    unknown = sorted({r[0] for r in runs} - known)
+    if unknown:
+        raise ResultsFolderError(f"{folder!r} holds rows {unknown} that table {key} does not "
+                                 "have; remove them or fix reproduce.json.")
+    results = {}
+    for row, seed, res, _, _ in runs:
+        results.setdefault(row, []).append(dict(res, seed=seed))
+    selected = [r for r in paper_rows if r.row in results]
+    summary = reproduction.summarize(selected, results)
+    seeds = max(len(v) for v in results.values())
+    trained = None if scale == "paper" else reproduction.describe_config(runs[0][3] or {})
+    out = [reproduction.markdown(summary, reproduction.title(key, scale, seeds), trained), ""]
+    names = {r.row: r.setting for r in paper_rows}
+    out += ["Per seed, RA best / RA final / RGG (test RA as in the table; RGG = train RA - "
+            "test RA of the final model):", "",
+            "| row | " + " | ".join(f"seed {k}" for k in sorted({r[1] for r in runs})) + " |",
+            "|---|" + "---|" * len({r[1] for r in runs})]
+    all_seeds = sorted({r[1] for r in runs})
+    for row in [r.row for r in selected]:
+        by_seed = {s: res for r, s, res, _, _ in runs if r == row}
+        cells = [f"{by_seed[s]['ra_best']:.2f} / {by_seed[s]['ra_final']:.2f} / "
+                 f"{by_seed[s].get('rgg_final', float('nan')):.2f}" if s in by_seed else "-"
+                 for s in all_seeds]
+        out.append(f"| {names[row]} | " + " | ".join(cells) + " |")
+    records = [r[4] for r in runs]
+    commits = sorted({str(r.get("commit")) + (" (with uncommitted changes)"
+                                              if r.get("uncommitted_changes") else "")
+                      for r in records})
+    machines = sorted({f"{r.get('cpu')}, {r.get('cpu_count')} cores, TensorFlow "
+                       f"{r.get('tensorflow')}" for r in records})
+    walls = [r.get("wall_seconds") for r in records if r.get("wall_seconds") is not None]
+    out += ["", f"From {len(runs)} committed runs in `{folder}/` (each run's results.json, "
+            "metrics.csv, config and run.json). "
+            f"Commit{'s' if len(commits) > 1 else ''}: {', '.join(commits)}. "
+            f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}. "
+            + (f"Wall time: {_seconds(sum(walls))} in all, {_seconds(min(walls))} to "
+               f"{_seconds(max(walls))} a run (machine shared or idle is not recorded)."
+               if walls else "Wall time: not recorded."),
+            "", f"Regenerate: `python -m launch.report --results={folder} --update={target}`."]
+    return "\n".join(out) + "\n"
+
+
+def update(target, folders=None):
+    """Replace every generated block of ``target`` (or only those of ``folders``); returns the
+    new text after writing it. Raises ``ResultsFolderError`` before writing anything."""
+    try:
+        with open(target) as f:
+            text = f.read()
+    except OSError as e:
+        raise ResultsFolderError(f"--update {target!r} cannot be read ({e}).") from None
+    found = [m.group("folder") for m in _BLOCK.finditer(text)]
+    wanted = list(folders) if folders else found
+    missing = [f for f in wanted if f not in found]
+    if missing:
+        example = BEGIN.format(folder=missing[0], target=target)
+        raise ResultsFolderError(
+            f"{target!r} has no generated block for {', '.join(missing)}; add the two lines\n"
+            f"  {example}\n  {END.format(folder=missing[0])}\nwhere the table should go.")
+    new = {folder: block(folder, target) for folder in wanted}  # every error before writing
+
+    def replace(match):
+        folder = match.group("folder")
+        if folder not in new:
+            return match.group(0)
+        return (BEGIN.format(folder=folder, target=target) + "\n" + new[folder]
+                + END.format(folder=folder))
+    text = _BLOCK.sub(replace, text)
+    from birds_tf.utils.records import atomic_write_text
+    atomic_write_text(target, text)
+    return text
+
+
+def blocks(target):
+    """``{folder: body}`` of every generated block in the Markdown file ``target``."""
+    with open(target) as f:
+        return {m.group("folder"): m.group("body") for m in _BLOCK.finditer(f.read())}

@@ -1,0 +1,153 @@
+"""RESULTS.md's tables are generated from the committed runs under results/ (launch.committed):
+every generated block must equal what the command makes now, so prose and data cannot drift;
+the generator itself is checked on a hand-made results folder."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from scipy import stats
+
+from launch import committed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_MD = os.path.join(ROOT, "RESULTS.md")
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def test_results_md_blocks_are_what_the_committed_runs_give():
+    blocks = committed.blocks(RESULTS_MD)
+    assert "results/table1_offline" in blocks, "RESULTS.md lost the offline Table 1 block"
+    for folder, body in blocks.items():
+        assert body == committed.block(folder), (
+            f"RESULTS.md's block for {folder} is stale: run python -m launch.report "
+            f"--results={folder} --update=RESULTS.md")
+
+
+# Hand-made runs: (RA best, RA final, RGG) per seed.
+RUNS = {"dense": {1: (60.0, 59.0, 21.0), 2: (61.0, 60.0, 27.0), 3: (62.0, 58.0, 24.0)},
+        "fb_plus": {1: (59.0, 58.0, 18.0), 2: (58.0, 57.0, 16.0), 3: (61.0, 57.0, 21.0)},
+        "fb": {2: (57.0, 55.0, 20.0)}}
+
+
+def _folder(path, runs=RUNS):
+    path.mkdir()
+    (path / "reproduce.json").write_text(json.dumps({"table": "1", "scale": "offline"}))
+    for row, seeds in runs.items():
+        for seed, (best, final, rgg) in seeds.items():
+            run = path / row / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps(
+                {"method": row, "ra_best": best, "ra_final": final, "ra_diff": best - final,
+                 "rgg_final": rgg}))
+            (run / "config.json").write_text(json.dumps(
+                {"dataset": "animals", "arch": "preact_resnet18", "arch_kwargs": {"width": 8},
+                 "max_train": 512, "augment": False, "epochs": 24, "lr": 0.05,
+                 "milestones": [12, 18], "train_steps": 5, "train_eps": 0.1, "eval_steps": 10,
+                 "max_eval": 128, "final_test": True, "final_test_steps": 20,
+                 "eval_step_size": 0.025}))
+            (run / "run.json").write_text(json.dumps(
+                {"commit": "abc1234", "cpu": "Test CPU", "cpu_count": 2,
+                 "tensorflow": "2.21.0", "wall_seconds": 120.0 * seed}))
+    return str(path)
+
+
+def test_block_has_the_paired_statistics_of_hand_made_runs(tmp_path):
+    text = committed.block(_folder(tmp_path / "res"))
+    # FB+ - dense per seed: RA final -1, -3, -1; scipy's paired t test as the reference.
+    d = [-1.0, -3.0, -1.0]
+    low, high = stats.t.interval(0.95, 2, loc=sum(d) / 3, scale=stats.sem(d))
+    p = stats.ttest_rel([58, 57, 57], [59, 60, 58]).pvalue
+    assert f"-1.67 [{low:+.2f}, {high:+.2f}], p={p:.3f}" in text
+    # RA best -1, -3, -1 too; RGG -3, -11, -3.
+    assert "| 80 | Flying Bird+ | 3 |" in text
+    # One pair only: no interval.
+    assert "| 80 | Flying Bird | 1 | -4.00 (n/a, n=1) | -5.00 (n/a, n=1) | -7.00 (n/a, n=1) |" \
+        in text
+    # The heading names what was trained and the paper's setting beside it.
+    assert "**Ours: animal silhouettes" in text and "the first 512 training images" in text
+    assert "Paper: CIFAR-10, ResNet-18 in the paper; PreActResNet-18 in the authors' code**" \
+        in text
+    assert "| paper | 51.70 | 47.51 |" in text          # the paper's row beside ours
+    assert "Commit: abc1234. Machine: Test CPU, 2 cores, TensorFlow 2.21.0." in text
+    assert "Wall time: 28.0 min in all, 2.0 min to 6.0 min a run" in text
+    assert "| Flying Bird | - | 57.00 / 55.00 / 20.00 | - |" in text   # per seed
+
+
+def test_empty_folder_says_no_run_and_gives_the_command(tmp_path):
+    text = committed.block(str(tmp_path / "nothing"))
+    assert "No run of this setting is committed" in text
+    assert "--seeds=10 --rows=dense,small_dense,fb,fb_plus --results_dir=" in text
+
+
+def test_update_replaces_only_the_block_and_refuses_a_file_without_markers(tmp_path):
+    folder = _folder(tmp_path / "res")
+    md = tmp_path / "R.md"
+    begin = committed.BEGIN.format(folder=folder, target=str(md))
+    md.write_text(f"# Title\n\nprose before\n\n{begin}\nold text\n"
+                  f"{committed.END.format(folder=folder)}\n\nprose after\n")
+    committed.update(str(md), [folder])
+    text = md.read_text()
+    assert text.startswith("# Title\n\nprose before\n\n") and text.endswith("\n\nprose after\n")
+    assert "old text" not in text and "Flying Bird+" in text
+    assert committed.blocks(str(md))[folder] == committed.block(folder, str(md))
+    again = committed.update(str(md))                  # idempotent
+    assert again == text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    with pytest.raises(committed.ResultsFolderError, match=r"has no generated block for .*res"):
+        committed.update(str(plain), [folder])
+    assert plain.read_text() == "no markers\n"
+
+
+def test_bad_folders_are_named(tmp_path):
+    folder = _folder(tmp_path / "res")
+    os.remove(os.path.join(folder, "reproduce.json"))
+    with pytest.raises(committed.ResultsFolderError, match=r"holds runs but no reproduce.json"):
+        committed.block(folder)
+    other = _folder(tmp_path / "other", {"lottery": {1: (1.0, 1.0, 1.0)}})
+    with pytest.raises(committed.ResultsFolderError, match=r"rows \['lottery'\] that table 1"):
+        committed.block(other)
+    broken = _folder(tmp_path / "broken")
+    with open(os.path.join(broken, "dense", "seed1", "results.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(committed.ResultsFolderError, match=r"seed1/results.json' cannot be read"):
+        committed.block(broken)
+
+
+def test_report_command_updates_without_tensorflow(tmp_path):
+    folder = _folder(tmp_path / "res")
+    md = tmp_path / "R.md"
+    md.write_text(committed.BEGIN.format(folder=folder, target=str(md)) + "\n\n" +
+                  committed.END.format(folder=folder) + "\n")
+    code = ("import sys\nfrom launch import report\n"
+            f"report.main(['--results={folder}', '--update={md}'])\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'gin') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Flying Bird+" in md.read_text()
+    proc = subprocess.run([sys.executable, "-m", "launch.report", f"--update={md}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--update needs --results" in proc.stderr
+
+
+def test_the_setting_table_figures():
+    """RESULTS.md's "What is trained" numbers: the test split's size and the weight counts."""
+    from birds_tf.models import small_dense
+    with open(RESULTS_MD) as f:
+        text = f.read()
+    dense = small_dense.kernel_params((8, 16, 32, 64), 1, 10)
+    assert dense == 175_048 and "175k conv + fc weights dense, ~35k at 80% sparsity" in text
+    assert round(0.2 * dense / 1000) == 35
+    narrow = small_dense.widths_for_density(0.2, 1, 10)
+    narrow = tuple(max(1, round(w * 8 / 64)) for w in narrow)
+    assert round(small_dense.kernel_params(narrow, 1, 10) / dense, 2) == 0.20   # "~20%"
+    from birds_tf.data import animals
+    assert len(animals.fixed_split()[2][1]) == 1944 and "(1,944 images)" in text
