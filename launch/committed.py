@@ -82,7 +82,7 @@ def block(folder, target="RESULTS.md"):
                 f"```\n{command}\npython -m launch.report --results={folder} "
                 f"--update={target}\n```\n")
     from birds_tf.metrics import reproduction
-    from launch import reproduce
+    from . import reproduce
     key, scale = marker["table"], marker["scale"]
     paper_rows = reproduce.table_rows(key)
     known = {r.row for r in paper_rows}

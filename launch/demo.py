@@ -53,5 +53,10 @@ def main(out=OUT, rows=ROWS, argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-demo`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.demo")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.demo"))
+    sys.exit(entry())

@@ -109,5 +109,10 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-evaluate`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.evaluate")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.evaluate"))
+    sys.exit(entry())

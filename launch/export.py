@@ -71,5 +71,10 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-export`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.export")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.export"))
+    sys.exit(entry())

@@ -100,5 +100,10 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-plot`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.plot")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.plot"))
+    sys.exit(entry())

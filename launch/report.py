@@ -63,7 +63,7 @@ def main(argv=None):
         if workdirs:
             raise SystemExit(f"launch.report: give workdirs or --results, not both (got "
                              f"{workdirs}).")
-        from launch import committed
+        from . import committed
         try:
             if FLAGS.update:
                 committed.update(FLAGS.update, [FLAGS.results])
@@ -86,5 +86,10 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-report`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.report")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.report"))
+    sys.exit(entry())

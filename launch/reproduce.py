@@ -373,5 +373,10 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-reproduce`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.reproduce")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.reproduce"))
+    sys.exit(entry())

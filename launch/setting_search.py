@@ -17,7 +17,7 @@ import time
 
 from absl import flags
 
-from launch import cli
+from . import cli
 
 DENSE_GIN = "gin/dense_resnet18.gin"
 FLAGS = cli.new_flags()
@@ -44,7 +44,7 @@ def plan(candidate, seeds, out=None, gin_bindings=()):
     out = out or os.path.join("runs", "setting_search",
                               os.path.splitext(os.path.basename(candidate))[0])
     import gin
-    from launch import common
+    from . import common
     runs = []
     for k in range(1, seeds + 1):
         bindings = list(gin_bindings) + [f"train_eval.seed = {k}"]
@@ -107,7 +107,7 @@ def run(candidate, seeds=3, out=None, gin_bindings=(), verbose=1):
     runs = plan(candidate, seeds, out, gin_bindings)
     from birds_tf.metrics import overfitting
     from birds_tf.utils import records
-    from launch import reproduce
+    from . import reproduce
     per_seed, seconds = [], []
     for i, (files, bindings, workdir) in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] dense seed {i} -> {workdir}", flush=True)
@@ -131,7 +131,7 @@ def main(argv=None):
     if not FLAGS.candidate:
         raise SystemExit("launch.setting_search: --candidate is required (a gin file of "
                          "gin/offline_search/).")
-    from launch import quiet
+    from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     try:
         md, _, _ = run(FLAGS.candidate, FLAGS.seeds, FLAGS.out, FLAGS.extra_gin_bindings,

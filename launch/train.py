@@ -72,5 +72,10 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The ``birds-tf-train`` console script: ``main`` with bad input as one line."""
+    return cli.run(main, FLAGS, "launch.train")
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main, FLAGS, "launch.train"))
+    sys.exit(entry())
