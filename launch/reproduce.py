@@ -116,7 +116,7 @@ def _check_out(out, table, scale):
             raise ReproduceError(
                 f"--out {out!r} holds table {held.get('table')} at scale {held.get('scale')}, "
                 f"not table {table} at scale {scale}; choose another --out.")
-    elif os.path.isdir(out) and os.listdir(out):
+    elif os.path.isdir(out) and set(os.listdir(out)) - {_lock_name()}:
         raise ReproduceError(f"--out {out!r} is not empty and was not made by launch.reproduce "
                              f"(no {MARKER}); choose another --out.")
 
@@ -140,6 +140,11 @@ def _check_configs(runs):
                     raise ReproduceError(
                         f"{workdir!r} already holds a run with another config (see {held}); the "
                         "row's gin file changed since. Use another --out.")
+
+
+def _lock_name():
+    from birds_tf.utils import lock
+    return lock.LOCK_NAME
 
 
 def _write_marker(out, table, scale, rows, seeds):
@@ -200,6 +205,14 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), ver
     """
     out = out or default_out(table, scale)
     selected, runs, key = plan(table, seeds, scale, out, rows, gin_bindings)
+    from birds_tf.training import preemption
+    from birds_tf.utils import lock
+    # one sweep per folder (a second is refused naming this process); SIGTERM stops cleanly
+    with lock.acquire(out, "launch.reproduce sweep"), preemption.on_sigterm():
+        return _run_planned(out, selected, runs, key, table, seeds, scale, verbose)
+
+
+def _run_planned(out, selected, runs, key, table, seeds, scale, verbose):
     _write_marker(out, key, scale, selected, seeds)
     results, finished = {}, []
     start = time.time()
@@ -248,6 +261,12 @@ def main(argv=None):
                             FLAGS.extra_gin_bindings, verbose=cli.train_verbose(FLAGS.verbosity))
     except ReproduceError as e:
         raise SystemExit(f"launch.reproduce: {e}") from None
+    except Exception as e:  # noqa: BLE001  preempted, folder in use, disk full: own exit codes
+        from launch import common
+        code = common.fault_exit("launch.reproduce", e)
+        if code is None:
+            raise
+        return code
     print()
     print(md)
     print(f"\nWrote {os.path.join(out, 'table.md')}, table.csv and the HParams summary "
