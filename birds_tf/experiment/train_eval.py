@@ -380,19 +380,37 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
             rest = keras.callbacks.CallbackList(callbacks, add_history=True,
                                                 add_progbar=shown != 0, verbose=shown,
                                                 epochs=c.epochs, steps=steps, model=model)
-            model.fit(exp.splits.train_epochs(initial_epoch, initial_epoch + 1).skip(done),
-                      epochs=initial_epoch + 1, initial_epoch=initial_epoch,
-                      steps_per_epoch=steps - done, callbacks=rest, verbose=shown,
-                      shuffle=False)
+            if done < steps:
+                model.fit(exp.splits.train_epochs(initial_epoch, initial_epoch + 1).skip(done),
+                          epochs=initial_epoch + 1, initial_epoch=initial_epoch,
+                          steps_per_epoch=steps - done, callbacks=rest, verbose=shown,
+                          shuffle=False)
+            else:  # stopped after the epoch's last step: only its end is left
+                _epoch_end_only(model, rest, initial_epoch)
             initial_epoch += 1
         if initial_epoch < c.epochs:
             # Batches keyed by epoch, so a resumed run sees what an uninterrupted one saw.
             model.fit(exp.splits.train_epochs(initial_epoch, c.epochs), epochs=c.epochs,
                       initial_epoch=initial_epoch, steps_per_epoch=steps,
                       callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+    if preemption.requested():  # arrived during the last epoch's end, which is saved
+        raise preemption.Preempted(
+            f"Stopped by SIGTERM after the last epoch; its checkpoint is complete in "
+            f"{resume.checkpoint_dir(exp)}. Rerun the same command for the final evaluation.")
     exp.history = writer.history
     resume.mark_done(exp)
     resume.fault_point("finish", c.epochs)  # tests: a crash between the last epoch and results
+
+
+def _epoch_end_only(model, callbacks, epoch):
+    """What ``fit`` does around an epoch whose steps are all done: the callbacks' epoch begin
+    (which puts back the running metrics) and end, with the logs ``fit`` would give."""
+    callbacks.on_train_begin()
+    model.reset_metrics()
+    callbacks.on_epoch_begin(epoch)
+    logs = model.get_metrics_result()
+    callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end(logs)
 
 
 def _verbosity(verbose):

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import time
 
 import keras
 import numpy as np
@@ -272,15 +273,20 @@ def restore_callback(state, callback):
 def fault_point(where, epoch, step=None):
     """Fault injection for the crash tests: ``BIRDS_TF_CRASH_AT=checkpoint:2`` or
     ``step:2:3`` (epoch 2, step 3) kills the process there like ``kill -9`` would;
-    ``sigterm:2:3`` sends the process a real SIGTERM at that step (a preemption)."""
+    ``sigterm:2:3`` sends the process a real SIGTERM at that step (a preemption);
+    ``stall:2:3`` waits there (up to 5 minutes, holding the workdir) until a SIGTERM arrives."""
     spec = os.environ.get("BIRDS_TF_CRASH_AT")
     if not spec:
         return
     parts = spec.split(":")
-    kind = "step" if parts[0] == "sigterm" else parts[0]
-    if kind == where and int(parts[1]) == epoch and (
-            step is None or int(parts[2]) == step):
-        if parts[0] == "sigterm":
-            os.kill(os.getpid(), signal.SIGTERM)
-        else:
-            os._exit(137)
+    kind = "step" if parts[0] in ("sigterm", "stall") else parts[0]
+    if kind != where or int(parts[1]) != epoch or (step is not None and int(parts[2]) != step):
+        return
+    if parts[0] == "sigterm":
+        os.kill(os.getpid(), signal.SIGTERM)
+    elif parts[0] == "stall":
+        deadline = time.time() + 300
+        while not preemption.requested() and time.time() < deadline:
+            time.sleep(0.05)
+    else:
+        os._exit(137)

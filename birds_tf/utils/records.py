@@ -30,18 +30,21 @@ class DiskFullError(OSError):
     exit_code = DISK_FULL_EXIT_CODE
 
 
-def _megabytes(n):
-    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+def _size(n):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def disk_full_error(path, needed=None):
     """The ``DiskFullError`` for ``path``: the space it needs (bytes) and what is free there."""
     try:
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free
-        free = f"{_megabytes(free)} free there"
+        free = f"{_size(free)} free there"
     except OSError:
         free = "the free space there is unknown"
-    need = f"about {_megabytes(needed)}" if needed else "more space"
+    need = f"about {_size(needed)}" if needed else "more space"
     error = DiskFullError(
         f"No space left on the device writing {path}: it needs {need}, {free}. The previous "
         "version of the file is intact. Free space (or move the workdir to a larger disk), then "
