@@ -346,7 +346,7 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
                                                     update_freq="epoch")],
         "resume": [resume.ResumeCheckpoint(exp, model, writer, method + smooth,
                                            partial=partial,
-                                           mid_epoch=getattr(plugin, "mid_epoch_resume", True))],
+                                           mid_epoch=_mid_epoch_resume(exp, plugin))],
         # masks between epochs, for mask-similarity figures and FLOPs
         "masks": [cb.MaskHistory(exp.path("masks"))] if plugin.sparse else [],
         "progress": ([progress.EpochProgress(c.epochs, sparse=plugin.sparse)]
@@ -354,6 +354,13 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
     }
     assert tuple(slots) == CALLBACK_SLOTS
     return slots, [callback for name in CALLBACK_SLOTS for callback in slots[name]]
+
+
+def _mid_epoch_resume(exp, plugin):
+    """Save at a SIGTERM's step: not for a plug-in that rebuilds its model between epochs, nor
+    across workers (each would save the step it was signalled at)."""
+    multi_worker = isinstance(exp.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    return getattr(plugin, "mid_epoch_resume", True) and not multi_worker
 
 
 def run_main_stage(exp, plugin, model, state, verbose=None):

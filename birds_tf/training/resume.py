@@ -229,8 +229,9 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         where = f"epoch {self._epoch + 1}, step {self._steps}"
         if not self.mid_epoch:
             raise preemption.Preempted(
-                f"Stopped by SIGTERM at {where}; this method resumes from the last completed "
-                f"epoch ({self._epoch}) in {checkpoint_dir(self.exp)}. Rerun the same command.")
+                f"Stopped by SIGTERM at {where}; this run (fb_plus_channel or multi-worker) "
+                f"saves no mid-epoch state and resumes from the last completed epoch "
+                f"({self._epoch}) in {checkpoint_dir(self.exp)}. Rerun the same command.")
         prefix = os.path.join(checkpoint_dir(self.exp),
                               f"{PREEMPTED_PREFIX}-{self._epoch + 1}-{self._steps}")
         path = self._write_checkpoint(lambda: trainer_checkpoint(self.trainer).write(prefix))
