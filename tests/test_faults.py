@@ -227,3 +227,21 @@ def test_sigterm_outside_the_training_steps_stops_at_once_with_its_exit_code():
             for _ in range(1000):  # the handler runs at the next bytecode
                 pass
     assert common.fault_exit("launch.train", caught.value) == 75
+
+
+def test_sigterm_without_mid_epoch_saving_stops_at_the_step_and_writes_nothing(tmp_path):
+    """fb_plus_channel and multi-worker runs: the rerun starts the epoch again."""
+    import signal
+    import types
+    exp = types.SimpleNamespace(path=lambda *parts: str(tmp_path.joinpath(*parts)))
+    callback = resume.ResumeCheckpoint(exp, None, None, mid_epoch=False)
+    callback.on_epoch_begin(4)
+    with preemption.on_sigterm(), preemption.step_boundary():
+        os.kill(os.getpid(), signal.SIGTERM)  # armed: only sets the request
+        for _ in range(1000):  # the handler runs at the next bytecode
+            pass
+        assert preemption.requested()
+        with pytest.raises(preemption.Preempted, match=r"epoch 5, step 1; this run .* saves no "
+                                                       r"mid-epoch state .*epoch \(4\)"):
+            callback.on_train_batch_end(0)
+    assert not preemption.requested() and os.listdir(tmp_path) == []
