@@ -58,6 +58,16 @@ def test_a_second_launch_is_refused_naming_the_holder_and_a_dead_holders_lock_is
     assert common.fault_exit("launch.train", lock.WorkdirBusyError("busy")) == 73
 
 
+def test_a_second_reproduce_into_the_same_out_is_refused_before_it_writes(tmp_path):
+    from launch import reproduce
+    out = tmp_path / "t1"
+    with lock.acquire(str(out), "launch.reproduce sweep"):
+        with pytest.raises(lock.WorkdirBusyError, match=rf"in use by another launch.reproduce "
+                                                        rf"sweep: pid {os.getpid()}"):
+            reproduce.run("1", 1, "smoke", str(out), ["dense"], TINY)
+        assert os.listdir(out) == [lock.LOCK_NAME]
+
+
 # -- a corrupt state, checkpoint or results file ------------------------------------------------
 def test_corrupt_checkpoints_states_and_results_fall_back_and_never_rewrite_results(
         tmp_path, caplog):
