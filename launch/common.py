@@ -1,12 +1,16 @@
 """What the launchers share: gin parsing, strategies, and the workdir guard."""
 import os
 import shutil
+import sys
 import time
 import tokenize
 
 import gin
 
+from birds_tf.utils import lock
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
+CONFIG_CHANGES = "config_changes.json"
 
 
 def import_configurables():
@@ -52,33 +56,76 @@ def make_strategy(name):
     raise ValueError(f"Unknown strategy {name!r}; allowed: {STRATEGIES}.")
 
 
-def claim_workdir(workdir, config_text, overwrite=False):
-    """Record the config in ``workdir/config.gin``; refuse a workdir that holds another one."""
+def claim_workdir(workdir, config_text, overwrite=False, resume_changed=False):
+    """Record the config in ``workdir/config.gin``; refuse a workdir that holds another one.
+
+    ``resume_changed`` accepts another config for an unfinished run with a resume state (e.g. a
+    lower rate after a non-finite loss): the old config is kept as ``config.until-epoch<N>.gin``
+    and the change listed in ``config_changes.json`` (copied into ``results.json``).
+    """
     path = os.path.join(workdir, "config.gin")
     if os.path.exists(path):
         with open(path) as f:
             previous = f.read()
         if previous != config_text:
-            if not overwrite:
+            if resume_changed:
+                _record_config_change(workdir, path, previous)
+            elif not overwrite:
                 raise ValueError(
                     f"Workdir {workdir!r} already holds a run with a different config (see "
-                    f"{path}). Use a new --workdir, or pass --overwrite to move the old run "
-                    "aside (nothing is deleted).")
-            backup = f"{workdir.rstrip('/')}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-            shutil.move(workdir, backup)
-            print(f"Moved the previous run to {backup}")
-    elif os.path.isdir(workdir) and os.listdir(workdir):
+                    f"{path}). Use a new --workdir, pass --overwrite to move the old run "
+                    "aside (nothing is deleted), or --resume_changed_config to resume it with "
+                    "this config (e.g. a lower train_eval.lr after a non-finite loss).")
+            else:
+                backup = f"{workdir.rstrip('/')}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+                shutil.move(workdir, backup)
+                print(f"Moved the previous run to {backup}")
+    elif os.path.isdir(workdir) and set(os.listdir(workdir)) - {lock.LOCK_NAME}:
         raise ValueError(f"Workdir {workdir!r} is not empty and was not made by launch.train; "
                          "choose another --workdir.")
     os.makedirs(workdir, exist_ok=True)
-    if not os.path.exists(path):
+    if not os.path.exists(path) or resume_changed:
         from birds_tf.utils.records import atomic_write_text
         atomic_write_text(path, config_text)
+
+
+def _record_config_change(workdir, path, previous):
+    import json
+
+    from birds_tf.utils import records
+    if os.path.exists(os.path.join(workdir, "results.json")):
+        raise ValueError(f"Workdir {workdir!r} holds a finished run (results.json); its config "
+                         "is never changed. Use a new --workdir.")
+    state_path = os.path.join(workdir, "checkpoints", "resume", "state.json")
+    try:
+        epoch = int(records.read_json(state_path)["epoch"])
+    except (OSError, ValueError, KeyError):
+        raise ValueError(f"--resume_changed_config: {workdir!r} has no resume state to continue "
+                         f"({state_path} is missing or torn); start a new --workdir.") from None
+    kept = f"config.until-epoch{epoch}.gin"
+    records.atomic_write_text(os.path.join(workdir, kept), previous)
+    changes_path = os.path.join(workdir, CONFIG_CHANGES)
+    changes = records.read_json(changes_path) if os.path.exists(changes_path) else []
+    changes.append({"from_epoch": epoch + 1, "previous_config": kept,
+                    "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+    records.atomic_write_text(changes_path, json.dumps(changes, indent=1) + "\n")
+    print(f"Resuming {workdir} at epoch {epoch + 1} with a changed config; the old one is "
+          f"{kept} (listed in {CONFIG_CHANGES} and results.json).")
 
 
 def write_operative_config(workdir):
     from birds_tf.utils.records import atomic_write_text
     atomic_write_text(os.path.join(workdir, "operative_config.gin"), gin.operative_config_str())
+
+
+def fault_exit(prog, error):
+    """The one line and exit code of a fault with its own code (``exit_code``): preempted (75),
+    workdir in use (73), disk full (74); ``None`` for any other error."""
+    code = getattr(error, "exit_code", None)
+    if not isinstance(code, int):
+        return None
+    print(f"{prog}: {error}", file=sys.stderr, flush=True)
+    return code
 
 
 def results_row(results):

@@ -52,6 +52,12 @@ def main(argv=None):
                               litert=FLAGS.format == "litert")
     except ValueError as e:  # NotAWorkdirError included
         raise SystemExit(f"launch.export: {e}") from None
+    except OSError as e:  # a full disk: its own exit code (74)
+        from . import common
+        code = common.fault_exit("launch.export", e)
+        if code is None:
+            raise
+        return code
     sizes = meta["sizes_bytes"]
     print(f"exported {FLAGS.workdir} ({FLAGS.which}) to {FLAGS.out}: density "
           f"{meta['density']:.4f}, inference FLOPs {meta['inference_flops']:.4g} "

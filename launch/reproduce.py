@@ -158,7 +158,7 @@ def _check_out(out, table, scale, flag="--out"):
             raise ReproduceError(
                 f"{flag} {out!r} holds table {held.get('table')} at scale {held.get('scale')}, "
                 f"not table {table} at scale {scale}; choose another {flag}.")
-    elif os.path.isdir(out) and os.listdir(out):
+    elif os.path.isdir(out) and set(os.listdir(out)) - {_lock_name()}:
         raise ReproduceError(f"{flag} {out!r} is not empty and was not made by launch.reproduce "
                              f"(no {MARKER}); choose another {flag}.")
 
@@ -192,6 +192,11 @@ def _check_configs(runs, results_dir=None, out=None):
                             f"{os.path.dirname(path)!r} already holds a run with another config "
                             f"(see {path}); the row's gin file changed since. Use another "
                             f"{flag}.")
+
+
+def _lock_name():
+    from birds_tf.utils import lock
+    return lock.LOCK_NAME
 
 
 def _write_marker(out, table, scale, rows, seeds):
@@ -296,6 +301,14 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), ver
     """
     out = out or default_out(table, scale)
     selected, runs, key = plan(table, seeds, scale, out, rows, gin_bindings, results_dir)
+    from birds_tf.training import preemption
+    from birds_tf.utils import lock
+    # one sweep per folder (a second is refused naming this process); SIGTERM stops cleanly
+    with lock.acquire(out, "launch.reproduce sweep"), preemption.on_sigterm():
+        return _run_planned(out, selected, runs, key, table, seeds, scale, verbose, results_dir)
+
+
+def _run_planned(out, selected, runs, key, table, seeds, scale, verbose, results_dir):
     _write_marker(out, key, scale, selected, seeds)
     if results_dir:
         _write_marker(results_dir, key, scale, selected, seeds)
@@ -366,6 +379,12 @@ def main(argv=None):
                             results_dir=FLAGS.results_dir)
     except ReproduceError as e:
         raise SystemExit(f"launch.reproduce: {e}") from None
+    except Exception as e:  # noqa: BLE001  preempted, folder in use, disk full: own exit codes
+        from . import common
+        code = common.fault_exit("launch.reproduce", e)
+        if code is None:
+            raise
+        return code
     print()
     print(md)
     print(f"\nWrote {os.path.join(out, 'table.md')}, table.csv and the HParams summary "

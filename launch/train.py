@@ -28,12 +28,16 @@ flags.DEFINE_enum("strategy", "default", common.STRATEGIES,
                   "(MultiWorkerMirroredStrategy from TF_CONFIG).", flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Move an existing workdir with a different config aside "
                   "and start afresh.", flag_values=FLAGS)
+flags.DEFINE_bool("resume_changed_config", False, "Resume an unfinished run with a changed "
+                  "config (e.g. a lower train_eval.lr after a non-finite loss); the old config "
+                  "and the epoch of the change are recorded in the workdir and results.json.",
+                  flag_values=FLAGS)
 flags.DEFINE_bool("deterministic", False, "Enable TF op determinism (slower; same seeds give "
                   "the same weights).", flag_values=FLAGS)
 
 
 def run(gin_files, gin_bindings, workdir, strategy="default", overwrite=False,
-        deterministic=False, verbose=None):
+        deterministic=False, verbose=None, resume_changed_config=False):
     """What ``main`` does, callable from tests and scripts; returns the results dict.
 
     Args:
@@ -45,17 +49,32 @@ def run(gin_files, gin_bindings, workdir, strategy="default", overwrite=False,
       deterministic: enable TF op determinism.
       verbose: ``train_eval``'s console output: 0 none, 1 (None) one line per epoch, 2 also
         Keras' full line.
+      resume_changed_config: resume an unfinished run under a changed config (recorded).
+
+    Raises:
+      WorkdirBusyError: another live process trains into ``workdir`` (its pid in the message).
+      Preempted: a SIGTERM stopped the run after saving it; the same call resumes it.
     """
+    from birds_tf.training import preemption
+    from birds_tf.utils import lock
     config_text = common.parse_gin(gin_files, gin_bindings)
-    common.claim_workdir(workdir, config_text, overwrite)
-    if deterministic:
-        import tensorflow as tf
-        tf.config.experimental.enable_op_determinism()
-    strategy = common.make_strategy(strategy)
-    from birds_tf.experiment.train_eval import train_eval
-    results = train_eval(workdir, strategy=strategy, verbose=verbose)
-    common.write_operative_config(workdir)
-    return results
+    held = lock.acquire(workdir, "launch.train run")
+    try:
+        common.claim_workdir(workdir, config_text, overwrite, resume_changed_config)
+        if overwrite:  # the old run (and its lock file) may have moved aside
+            held.release()
+            held = lock.acquire(workdir, "launch.train run")
+        if deterministic:
+            import tensorflow as tf
+            tf.config.experimental.enable_op_determinism()
+        strategy = common.make_strategy(strategy)
+        from birds_tf.experiment.train_eval import train_eval
+        with preemption.on_sigterm():
+            results = train_eval(workdir, strategy=strategy, verbose=verbose)
+        common.write_operative_config(workdir)
+        return results
+    finally:
+        held.release()
 
 
 def main(argv=None):
@@ -66,8 +85,15 @@ def main(argv=None):
     common.check_gin_files(FLAGS.gin_file)
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
-    results = run(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.workdir, FLAGS.strategy,
-                  FLAGS.overwrite, FLAGS.deterministic, cli.train_verbose(FLAGS.verbosity))
+    try:
+        results = run(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.workdir, FLAGS.strategy,
+                      FLAGS.overwrite, FLAGS.deterministic, cli.train_verbose(FLAGS.verbosity),
+                      FLAGS.resume_changed_config)
+    except Exception as e:  # noqa: BLE001  faults with their own exit code; the rest re-raised
+        code = common.fault_exit("launch.train", e)
+        if code is None:
+            raise
+        return code
     print(common.results_row(results))
     return 0
 

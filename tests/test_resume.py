@@ -1,5 +1,6 @@
-"""Crash safety: killed runs resume to exactly the weights and results of an uninterrupted run
-(deterministic mode), whether killed mid-epoch, mid-checkpoint or by a real SIGKILL."""
+"""Crash safety: killed and preempted runs resume to exactly the weights and results of an
+uninterrupted run (deterministic mode), whether killed mid-epoch, mid-checkpoint, by a real
+SIGKILL (whose stale workdir lock the rerun takes over) or stopped by SIGTERM mid-epoch."""
 import json
 import os
 import signal
@@ -40,13 +41,18 @@ def _outcome(workdir):
     results = json.loads((workdir / "results.json").read_text())
     results.pop("seconds")
     model = keras.models.load_model(str(workdir / "checkpoints" / "final.keras"))
-    return results, [np.asarray(w) for w in model.weights]
+    from birds_tf.utils import records
+    rows = records.read_metrics_csv(str(workdir / "metrics.csv"))
+    for row in rows:
+        row.pop("seconds")  # wall time, the one column that differs
+    return results, [np.asarray(w) for w in model.weights], rows
 
 
 def _assert_same(a, b):
-    results_a, weights_a = a
-    results_b, weights_b = b
+    results_a, weights_a, rows_a = a
+    results_b, weights_b, rows_b = b
     assert results_a == results_b
+    assert rows_a == rows_b  # every epoch's row: running loss/RA, mask updates, densities
     assert len(weights_a) == len(weights_b)
     for wa, wb in zip(weights_a, weights_b):
         np.testing.assert_array_equal(wa, wb)
@@ -86,8 +92,43 @@ def test_sigkill_at_any_moment_then_rerun_equals_uninterrupted(tmp_path, uninter
     time.sleep(1.0)  # somewhere inside epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    _run(workdir)
+    assert json.loads((workdir / ".lock").read_text())["pid"] == proc.pid  # left behind
+    rerun = _run(workdir)
+    assert f"Took over the lock of pid {proc.pid}" in rerun.stderr
     _assert_same(_outcome(workdir), uninterrupted)
+
+
+def test_sigterm_mid_epoch_saves_that_step_and_resumes_to_the_uninterrupted_result(
+        tmp_path, uninterrupted):
+    """A run held mid-epoch refuses a second launch; a real SIGTERM then saves it at that step,
+    and a second SIGTERM stops the resumed part at the epoch's last step (the rerun then has
+    only the epoch's end to do): the result is still the uninterrupted one."""
+    workdir = tmp_path / "preempted"
+    state_path = workdir / "checkpoints" / "resume" / "state.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", BIRDS_TF_CRASH_AT="stall:2:1")
+    proc = subprocess.Popen(_cmd(workdir), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not state_path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    env.pop("BIRDS_TF_CRASH_AT")
+    second = subprocess.run(_cmd(workdir), cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 73, second.stderr[-3000:]
+    assert f"is in use by another launch.train run: pid {proc.pid} on host" in second.stderr
+    proc.send_signal(signal.SIGTERM)  # held at epoch 2, step 1 (of 2)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 75, stderr[-3000:]
+    assert "Stopped by SIGTERM at epoch 2, step" in stderr and "resumes from that step" in stderr
+    state = json.loads(state_path.read_text())
+    assert (state["epoch"], state["partial"]["epoch"]) == (1, 2)
+    assert state["partial"]["step"] == 1
+    assert not (workdir / ".lock").exists()  # released on the way out
+    again = _run(workdir, crash_at="sigterm:2:2", check=False)  # 128 / 64: the last step
+    assert again.returncode == 75, again.stderr[-3000:]
+    assert json.loads(state_path.read_text())["partial"]["step"] == 2
+    _run(workdir)
+    _assert_same(_outcome(workdir), uninterrupted)  # metrics.csv rows included
 
 
 def test_killed_while_finishing_reruns_only_the_finish(tmp_path, uninterrupted):

@@ -42,6 +42,7 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
     """
 
     name = "fb_plus_channel"
+    mid_epoch_resume = False  # a resume may rebuild the model narrower, only at an epoch's end
 
     def __init__(self, config, shrink_during_training=True, shrink_min_fraction=0.1, **kwargs):
         if not 0.0 <= shrink_min_fraction <= 1.0:

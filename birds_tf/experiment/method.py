@@ -54,6 +54,9 @@ class Method:
     # names it here: ``results`` returns it, and a resumed run reads it back instead of
     # repeating the pre-stage.
     info_file = None
+    # On SIGTERM the main stage saves at the step boundary and resumes there; a plug-in whose
+    # run_main rebuilds the model between epochs sets False (it resumes at the epoch start).
+    mid_epoch_resume = True
 
     def __init__(self, config):
         self.config = config

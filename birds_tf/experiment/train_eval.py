@@ -28,7 +28,7 @@ from birds_tf.experiment import smoothing
 from birds_tf.metrics import flop_count, protocol
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import callbacks as cb
-from birds_tf.training import epoch_eval, progress, resume
+from birds_tf.training import epoch_eval, preemption, progress, resume
 from birds_tf.training.adversarial import BN_MODES, AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD
 from birds_tf.utils import checks, records
@@ -308,13 +308,29 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
                      smooth.trainer_cls(splits, strategy),  # loads and checks teachers
                      verbose=verbose)
     start = time.time()
-    state = resume.load(exp)
-    if state is not None and state.get("stage") == "done" and os.path.exists(
-            exp.path("results.json")):
+    finished = _finished_results(exp)
+    if finished is not None:  # a finished run's results are never overwritten
         logging.info("%s already holds a finished run; its results are unchanged.", workdir)
-        return records.read_json(exp.path("results.json"))
+        return finished
+    state = resume.load_checked(exp)  # falls back past a corrupt state or checkpoint
     model = plugin.run_main(exp, state, run_main_stage, verbose)
     return finish(exp, plugin, model, time.time() - start)
+
+
+def _finished_results(exp):
+    """``results.json`` when it loads; a torn one is moved aside (the rerun writes it anew from
+    the resume state, which holds every epoch)."""
+    path = exp.path("results.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        return records.read_json(path)
+    except (OSError, ValueError) as e:
+        aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(path, aside)
+        logging.warning("%s does not load (%s); moved it to %s and recomputing the results "
+                        "from the resume state.", path, e, aside)
+        return None
 
 
 # The main stage's callbacks, in the order Keras calls them. They share one ``logs`` dict per
@@ -341,8 +357,9 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
     method = plugin.callbacks(exp, model, state)
     smooth = exp.smoothing.callbacks(exp, model, state)
     writer = cb.MetricsWriter(exp.path("metrics.csv"), exp.history)
+    partial = (state or {}).get("partial") if resume.in_main_stage(state) else None
     slots = {
-        "guard": [cb.NonFiniteLossGuard(exp)],
+        "guard": [cb.NonFiniteLossGuard(exp, partial)],
         "evaluation": [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy,
                                           seed=c.seed)],
         "method": method,
@@ -351,7 +368,9 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
         "models": [cb.BestAndFinalModels(exp.path("checkpoints"), best_val_ra)],
         "tensorboard": [keras.callbacks.TensorBoard(exp.path("tensorboard"), write_graph=False,
                                                     update_freq="epoch")],
-        "resume": [resume.ResumeCheckpoint(exp, model, writer, method + smooth)],
+        "resume": [resume.ResumeCheckpoint(exp, model, writer, method + smooth,
+                                           partial=partial,
+                                           mid_epoch=_mid_epoch_resume(exp, plugin))],
         # masks between epochs, for mask-similarity figures and FLOPs
         "masks": [cb.MaskHistory(exp.path("masks"))] if plugin.sparse else [],
         "progress": ([progress.EpochProgress(c.epochs, sparse=plugin.sparse)]
@@ -359,6 +378,13 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
     }
     assert tuple(slots) == CALLBACK_SLOTS
     return slots, [callback for name in CALLBACK_SLOTS for callback in slots[name]]
+
+
+def _mid_epoch_resume(exp, plugin):
+    """Save at a SIGTERM's step: not for a plug-in that rebuilds its model between epochs, nor
+    across workers (each would save the step it was signalled at)."""
+    multi_worker = isinstance(exp.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    return getattr(plugin, "mid_epoch_resume", True) and not multi_worker
 
 
 def run_main_stage(exp, plugin, model, state, verbose=None):
@@ -374,14 +400,48 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
         resume.restore_trainer(exp, model, state)
     slots, callbacks = main_stage_callbacks(exp, plugin, model, state, best_val_ra)
     writer = slots["metrics"][0]
-    if initial_epoch < c.epochs:
-        # Batches keyed by epoch, so a resumed run sees what an uninterrupted one saw.
-        model.fit(exp.splits.train_epochs(initial_epoch, c.epochs), epochs=c.epochs,
-                  initial_epoch=initial_epoch, steps_per_epoch=exp.splits.steps_per_epoch,
-                  callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+    partial = state.get("partial") if resume.in_main_stage(state) else None
+    steps = exp.splits.steps_per_epoch
+    with preemption.step_boundary():  # a SIGTERM now saves at the next step's end
+        if partial and initial_epoch < c.epochs:
+            # The rest of the epoch a SIGTERM stopped: its remaining batches, the callbacks told
+            # the whole run's epochs and steps (``params``) as in an uninterrupted fit.
+            done = int(partial["step"])
+            shown = _verbosity(verbose)
+            rest = keras.callbacks.CallbackList(callbacks, add_history=True,
+                                                add_progbar=shown != 0, verbose=shown,
+                                                epochs=c.epochs, steps=steps, model=model)
+            if done < steps:
+                model.fit(exp.splits.train_epochs(initial_epoch, initial_epoch + 1).skip(done),
+                          epochs=initial_epoch + 1, initial_epoch=initial_epoch,
+                          steps_per_epoch=steps - done, callbacks=rest, verbose=shown,
+                          shuffle=False)
+            else:  # stopped after the epoch's last step: only its end is left
+                _epoch_end_only(model, rest, initial_epoch)
+            initial_epoch += 1
+        if initial_epoch < c.epochs:
+            # Batches keyed by epoch, so a resumed run sees what an uninterrupted one saw.
+            model.fit(exp.splits.train_epochs(initial_epoch, c.epochs), epochs=c.epochs,
+                      initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+    if preemption.requested():  # arrived during the last epoch's end, which is saved
+        raise preemption.Preempted(
+            f"Stopped by SIGTERM after the last epoch; its checkpoint is complete in "
+            f"{resume.checkpoint_dir(exp)}. Rerun the same command for the final evaluation.")
     exp.history = writer.history
     resume.mark_done(exp)
     resume.fault_point("finish", c.epochs)  # tests: a crash between the last epoch and results
+
+
+def _epoch_end_only(model, callbacks, epoch):
+    """What ``fit`` does around an epoch whose steps are all done: the callbacks' epoch begin
+    (which puts back the running metrics) and end, with the logs ``fit`` would give."""
+    callbacks.on_train_begin()
+    model.reset_metrics()
+    callbacks.on_epoch_begin(epoch)
+    logs = model.get_metrics_result()
+    callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end(logs)
 
 
 def _verbosity(verbose):
@@ -417,6 +477,9 @@ def finish(exp, plugin, model, seconds):
         attack = c.final_test_attack()
         results.update(final_test(exp, model, summary, attack))
         test_ra_final = results["ra_final"]
+    changes = exp.path("config_changes.json")  # resumed under another config (launch.train)
+    if os.path.exists(changes):
+        results["config_changes"] = records.read_json(changes)
     if c.rgg_eval:
         evaluator = epoch_eval.SplitEvaluator(model.net, attack, exp.strategy, c.seed)
         train = evaluator(exp.splits.train_eval)

@@ -7,6 +7,7 @@ kernel a bit-packed mask plus its non-zero values (``sparse_weights.npz``).
 """
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -17,6 +18,7 @@ from birds_tf.export.fold import fold_masks  # noqa: F401 (public here too)
 from birds_tf.layers.masked import MASKED_LAYER_TYPES
 from birds_tf.metrics import flop_count
 from birds_tf.sparsity import masks as masks_lib
+from birds_tf.utils import records
 from birds_tf.utils import workdir as wd
 
 def save_sparse_weights(path, net):
@@ -73,11 +75,31 @@ def export_workdir(workdir, out, which="final", shrink=False, litert=False):
     ``sparse_weights.npz`` inside it; returns the metadata. ``shrink``: dead channels removed
     first (``birds_tf.export.shrink``), their counts before/after in the metadata. ``litert``:
     ``model.tflite`` (+ ``model_sparse.tflite`` for a sparse model) next to it
-    (``birds_tf.export.litert``), their sizes in ``sizes_bytes``."""
+    (``birds_tf.export.litert``), their sizes in ``sizes_bytes``.
+
+    A full disk raises ``records.DiskFullError`` naming ``out`` and an estimate of the space
+    (twice the float32 weights), after removing the partial export; the workdir is only read.
+    """
     res = wd.results(workdir)
     if os.path.exists(out) and os.listdir(out):
         raise ValueError(f"Export folder {os.fspath(out)!r} exists and is not empty; choose a "
                          "new --out.")
+    existed = os.path.isdir(out)
+    try:
+        return _export(workdir, out, which, shrink, litert, res)
+    except BaseException as e:
+        full = records.is_disk_full(e) or (
+            type(e).__name__ == "ResourceExhaustedError" and "space" in str(e).lower())
+        if not full:
+            raise
+        shutil.rmtree(out, ignore_errors=True)  # only this export's files: out was empty
+        if existed:
+            os.makedirs(out, exist_ok=True)
+        needed = 2 * sum(int(np.prod(w.shape)) * 4 for w in wd.load_model(workdir, which).weights)
+        raise records.disk_full_error(os.fspath(out), needed) from e
+
+
+def _export(workdir, out, which, shrink, litert, res):
     if shrink:
         shrink_lib.check_sparse_run(res)  # before any model work
     net = wd.load_model(workdir, which)

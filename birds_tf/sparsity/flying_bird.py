@@ -327,6 +327,7 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.events = []
         self.updates = 0
         self._epoch_updates = 0
+        self._resumed_epoch_updates = None  # set_state: a mid-epoch state's count
         self.set_seed(seed)
         self._epochs = None
 
@@ -374,8 +375,11 @@ class DynamicSparsity(keras.callbacks.Callback):
             self.t_start = int(self._epochs) // 2
 
     def on_epoch_begin(self, epoch, logs=None):
+        # a state saved mid-epoch (SIGTERM) carries the updates this epoch already made
+        resumed = self._resumed_epoch_updates
+        self._epoch_updates = resumed if resumed is not None and epoch == self.epoch else 0
+        self._resumed_epoch_updates = None
         self.epoch = epoch
-        self._epoch_updates = 0
         if self.plus and self.t_start is not None and epoch >= self.t_start:
             self.prune_more, self.grow_more = fb_plus_triggers(
                 self.gaps, self.losses, self.queue_length, self.threshold)
@@ -467,7 +471,8 @@ class DynamicSparsity(keras.callbacks.Callback):
         return {"step": self.step, "epoch": self.epoch, "gaps": list(self.gaps),
                 "losses": list(self.losses), "events": [dict(e) for e in self.events],
                 "updates": self.updates,
-                "t_start": self.t_start, "rng": self._rng.bit_generator.state}
+                "t_start": self.t_start, "rng": self._rng.bit_generator.state,
+                "epoch_updates": self._epoch_updates}
 
     def set_state(self, state):
         self.step = int(state["step"])
@@ -478,3 +483,4 @@ class DynamicSparsity(keras.callbacks.Callback):
         self.updates = int(state["updates"])
         self.t_start = state.get("t_start", self.t_start)
         self._rng.bit_generator.state = state["rng"]
+        self._resumed_epoch_updates = state.get("epoch_updates")

@@ -129,28 +129,43 @@ class BestAndFinalModels(keras.callbacks.Callback):
 class NonFiniteLossGuard(keras.callbacks.Callback):
     """Stops a run whose loss turns NaN/inf, before the bad weights reach any checkpoint.
 
-    Checkpoints are written only at the end of an epoch, so the last good one stays; the error
-    says where it is and what to try.
+    Checkpoints are written only at the end of an epoch (or at a SIGTERM's step), so the last
+    good one stays; the error says where it is and how to resume it with a lower rate.
+
+    Args:
+      exp: the experiment (for the checkpoint folder in the message).
+      partial: the resumed state's ``partial`` entry (an epoch a SIGTERM stopped), so steps are
+        numbered within the whole epoch.
     """
 
-    def __init__(self, exp):
+    def __init__(self, exp, partial=None):
         super().__init__()
         self.exp = exp
         self.epoch = 0
+        self.partial = partial
+        self.offset = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.offset = 0
+        if self.partial and epoch == int(self.partial["epoch"]) - 1:
+            self.offset = int(self.partial["step"])
 
     def on_train_batch_end(self, batch, logs=None):
-        resume.fault_point("step", self.epoch + 1, batch + 1)
+        step = self.offset + batch + 1
+        resume.fault_point("step", self.epoch + 1, step)
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(scalar(loss)):
             self.model.stop_training = True
+            last = (f"epoch {self.epoch} and step {self.offset} of epoch {self.epoch + 1}"
+                    if self.offset else f"epoch {self.epoch}")
             raise FloatingPointError(
                 f"The training loss became {scalar(loss)} at epoch {self.epoch + 1}, step "
-                f"{batch + 1}. Nothing from this epoch was saved; the last good checkpoint "
-                f"(epoch {self.epoch}) is in {self.exp.path('checkpoints')}. Lower "
-                "train_eval.lr or check the data, then rerun (the same command resumes).")
+                f"{step}. Nothing after the last good checkpoint ({last}) was saved; it is in "
+                f"{self.exp.path('checkpoints', 'resume')}. Resume it with a lower rate: rerun "
+                "the same command with --gin_bindings='train_eval.lr = <lower>' and "
+                "--resume_changed_config (the change is recorded in the workdir), or check "
+                "the data.")
 
 
 class MaskHistory(keras.callbacks.Callback):

@@ -4,9 +4,13 @@ Why one module: every layer reads or writes these files (training writes them, m
 evaluation and export read them), so they live at the bottom where all can import them. Every
 write is atomic: a crash mid-write leaves the previous file intact, never a torn one.
 """
+import contextlib
 import csv
+import errno
+import io
 import json
 import os
+import shutil
 import tempfile
 import warnings
 
@@ -16,23 +20,77 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_ra", "val_sa", "val_ra", "
                   "test_sa", "test_ra", "test_robust_loss", "density", "seconds")
 
 
+# sysexits.h EX_IOERR: an error while doing I/O.
+DISK_FULL_EXIT_CODE = 74
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write found no space left (or the quota spent); the previous file is intact."""
+
+    exit_code = DISK_FULL_EXIT_CODE
+
+
+def _size(n):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def disk_full_error(path, needed=None):
+    """The ``DiskFullError`` for ``path``: the space it needs (bytes) and what is free there."""
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free
+        free = f"{_size(free)} free there"
+    except OSError:
+        free = "the free space there is unknown"
+    need = f"about {_size(needed)}" if needed else "more space"
+    error = DiskFullError(
+        f"No space left on the device writing {path}: it needs {need}, {free}. The previous "
+        "version of the file is intact. Free space (or move the workdir to a larger disk), then "
+        "rerun the same command: it resumes from the last completed epoch.")
+    error.errno = errno.ENOSPC
+    return error
+
+
+def is_disk_full(error):
+    return isinstance(error, OSError) and error.errno in _FULL
+
+
+@contextlib.contextmanager
+def _cleanup_on_error(tmp, path, needed):
+    """Remove ``tmp`` on any error; an ENOSPC/EDQUOT becomes ``DiskFullError`` for ``path``."""
+    try:
+        yield
+    except BaseException as e:
+        partial = 0
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            partial = os.path.getsize(tmp)
+            os.remove(tmp)
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            needed = needed() if callable(needed) else needed
+            raise disk_full_error(path, max(needed or 0, partial) or None) from e
+        raise
+
+
 def atomic_write_text(path, text):
+    """``text`` to ``path`` via a temporary file and a rename: a crash or a full disk leaves the
+    previous file whole (a full disk raises ``DiskFullError``)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-    try:
+    with _cleanup_on_error(tmp, path, len(text.encode())):
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # NumPy 2's warning when an ``__array__`` takes no ``copy`` keyword, as Keras 3's variables do.
@@ -51,11 +109,17 @@ def atomic_save_model(model, path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
-    with warnings.catch_warnings():
+
+    def needed():  # the last version's size, else the weights' bytes
+        if os.path.exists(path):
+            return os.path.getsize(path)
+        return sum(int(getattr(w, "nbytes", 0) or 0) for w in model.weights) or None
+
+    with _cleanup_on_error(tmp, path, needed), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=KERAS_VARIABLE_COPY_WARNING,
                                 category=DeprecationWarning, module=r"keras\.")
         model.save(tmp)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
 
 
 def write_json(path, payload):
@@ -75,13 +139,12 @@ def write_rows_csv(path, rows, leading=()):
         for key in row:
             if key not in columns:
                 columns.append(key)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def write_metrics_csv(path, history):
@@ -117,8 +180,9 @@ def save_mask_file(path, masks):
         payload[name] = np.packbits(mask.reshape(-1) > 0)
         payload[name + ":shape"] = np.asarray(mask.shape, np.int64)
     tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **payload)
-    os.replace(tmp, path)
+    with _cleanup_on_error(tmp, path, sum(v.nbytes for v in payload.values())):
+        np.savez_compressed(tmp, **payload)
+        os.replace(tmp, path)
 
 
 def load_mask_file(path):
