@@ -97,7 +97,8 @@ def test_fb_plus_channel_adds_the_channel_schedule():
 
 
 def test_robust_bird_records_stage1_and_the_detector():
-    record = _record("rb", ["RobustBird.stage1_epochs = 12", "RobustBird.stage1_milestones = (4, 8)",
+    record = _record("rb", ["RobustBird.stage1_epochs = 12",
+                            "RobustBird.stage1_milestones = (4, 8)",
                             "RobustBird.stage1_lr = 0.05", "RobustBird.tau = 0.08",
                             "RobustBird.comparison = '<='", "RobustBird.queue_length = 3",
                             "RobustBird.distance_mode = 'newest'", "RobustBird.rewind = 'none'"])
