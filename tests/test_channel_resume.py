@@ -55,6 +55,12 @@ def test_shrinks_during_training_and_exports_the_trained_structure(straight, tmp
     assert [e["channels_removed_total"] for e in res["channel_removal_events"]] == [58, 60]
     assert [s["epoch"] for s in res["shrinks"]] == [1, 2]
     assert res["final_sparsity_vs_original"] > res["final_sparsity"]
+    settings = res["method_settings"]  # the gin files' and BINDINGS' values, resolved
+    assert settings["delta_t"] == 1 and settings["growth"] == "random"
+    assert settings["queue_length"] == 2 and settings["t_start"] == 1  # smoke.gin
+    assert settings["total_steps"] == 3  # 3 epochs x 1 step
+    assert settings["channel_sparsity"] == 0.5 and settings["channel_end"] == 0.5
+    assert settings["shrink_during_training"] is True
     model_filters = {k: v["after"] for k, v in res["channels_per_layer"].items()}
     assert sum(model_filters.values()) == 60
     rows = (straight / "metrics.csv").read_text().splitlines()

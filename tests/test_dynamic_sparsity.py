@@ -1,4 +1,5 @@
 """Flying Bird / Flying Bird+ mask updates: counts, selection, zeroing, replicas, resume."""
+import json
 import math
 import os
 
@@ -239,6 +240,14 @@ def test_fb_plus_config_runs_on_mock_cifar_and_reports_density(tmp_path, _gin_ro
     assert results["final_sparsity"] == pytest.approx(0.8, abs=0.01)
     assert len(results["density_trajectory"]) == 2
     assert results["mask_updates"] == 4
+    # The algorithm's settings reach results.json: the bindings above, the config's, defaults.
+    on_disk = json.loads((tmp_path / "fbp" / "results.json").read_text())
+    settings = on_disk["method_settings"]
+    assert settings["delta_t"] == 1 and settings["t_start"] == 1
+    assert settings["threshold"] == 0.75 and settings["queue_length"] == 5
+    assert settings["prune_ratio"] == 0.4 and settings["growth_ratio"] == 0.05
+    assert settings["distribution"] == "igq" and settings["prune_ties"] == "exact"
+    assert settings["total_steps"] == 4  # 2 epochs x (16 examples / batch 8)
 
 
 @pytest.mark.parametrize("binding,match", [

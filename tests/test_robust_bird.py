@@ -210,6 +210,10 @@ def test_rb_config_runs_both_stages_and_rewinds_to_theta0(tmp_path, tiny_arch, m
     assert on_disk["ticket_found"] is True and on_disk["ticket_epoch"] == 3
     assert on_disk["stage1_epochs_run"] == 3 and on_disk["rewind"] == "init"
     assert on_disk["distance_mode"] == "consecutive"
+    assert on_disk["method_settings"] == {  # rb_resnet18.gin, smoke.gin, the binding above
+        "stage1": "sgd", "stage1_epochs": 3, "stage1_milestones": [2], "stage1_lr": 0.1,
+        "tau": 1.0, "comparison": "<", "queue_length": 2, "distance_mode": "consecutive",
+        "rewind": "init"}
     history = on_disk["mask_distance_history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[0]["distances"] == [] and history[1]["distances"] == []

@@ -228,6 +228,9 @@ def test_synflow_config_runs(tmp_path, tiny_arch):
     results = run(["synflow_resnet18_s90.gin", "smoke.gin"], FAST, tmp_path / "sf")
     assert results["method"] == "synflow" and results["rounds"] == 2
     assert results["schedule"] == "exponential"
+    settings = results["method_settings"]
+    assert (settings["scorer"], settings["rounds"], settings["schedule"]) == (
+        "synflow", 2, "exponential")
     assert results["final_sparsity"] == pytest.approx(0.9, abs=0.01)
     assert all(d == pytest.approx(0.1, abs=0.01) for d in results["density_trajectory"])
 
@@ -236,6 +239,9 @@ def test_gmp_config_prunes_gradually_to_the_target(tmp_path, tiny_arch):
     results = run(["gmp_resnet18.gin", "smoke.gin"], FAST, tmp_path / "gmp")
     # smoke: 2 epochs x 4 steps, updates every 2 steps up to 75% of training (step 6)
     assert [e["step"] for e in results["gmp_events"]] == [2, 4, 6]
+    assert results["method_settings"] == {  # gmp_resnet18.gin + smoke.gin, end step resolved
+        "schedule": "polynomial", "initial_sparsity": 0.0, "power": 3, "begin_step": 0,
+        "end_step": 6, "end_fraction": 0.75, "frequency": 2}
     schedule = schedules.PolynomialDecay(0.0, 0.8, 0, 6, 3, 2)
     assert [e["sparsity"] for e in results["gmp_events"]] == pytest.approx(
         [float(schedule.sparsity(s)) for s in (2, 4, 6)])

@@ -62,6 +62,28 @@ class FlyingBird(method.Method):
         return MethodCosts(mask_updates=MaskUpdates(tuple(self.callback.events),
                                                     self.callback.growth == "gradient"))
 
+    def settings(self, exp=None):
+        """Init and ``DynamicSparsity`` settings as used: ``t_start`` (``None``: half the
+        epochs) and ``total_steps`` (``None``: every step of the run, known with ``exp``)
+        resolved; FB+'s trigger settings only for FB+ (Flying Bird never reads them)."""
+        cb = self.callback
+        total = cb.total_steps
+        if total is None and exp is not None:
+            total = int(self.config.epochs) * int(exp.splits.steps_per_epoch)
+        out = {"distribution": self.distribution, "init_seed": self.init_seed,
+               "delta_t": cb.delta_t, "delta_t_late": cb.delta_t_late, "k_init": cb.k_init,
+               "k_min": cb.k_min, "total_steps": total, "growth": cb.growth,
+               "gradient_topk": cb.gradient_topk, "growth_seed": cb.seed,
+               "prune_ties": cb.prune_ties, "reset_regrown": cb.reset_regrown}
+        if self.distribution == "snip":
+            out["snip_batches"] = self.snip_batches
+        if cb.plus:
+            out.update(threshold=cb.threshold, queue_length=cb.queue_length,
+                       t_start=cb.t_start if cb.t_start is not None
+                       else int(self.config.epochs) // 2,
+                       prune_ratio=cb.prune_ratio, growth_ratio=cb.growth_ratio)
+        return out
+
     def results(self, exp, model):
         if not self._running:
             return {}

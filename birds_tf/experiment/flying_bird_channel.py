@@ -132,6 +132,17 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
         resume.fault_point("shrink", int(state["epoch"]))  # tests: a crash right after
         return new_net, new_model
 
+    def settings(self, exp=None):
+        """FB+'s settings plus the channel schedule and the shrink policy."""
+        schedule = self.callback.schedule
+        out = super().settings(exp)
+        out.update(channel_sparsity=schedule.channel_sparsity, channel_start=schedule.start,
+                   channel_end=schedule.end, channel_min_ratio=schedule.min_ratio,
+                   channel_score=schedule.score,
+                   shrink_during_training=self.shrink_during_training,
+                   shrink_min_fraction=self.shrink_min_fraction)
+        return out
+
     def results(self, exp, model):
         out = super().results(exp, model)
         if not self._running:

@@ -95,6 +95,12 @@ class InverseWeightsInheritance(method.Method):
                      "inherited_nonzero_fraction": _nonzero_fraction(net)})
         return net, exp.make_trainer(net)
 
+    def settings(self, exp=None):
+        return {"prune_sparsity": self.prune_sparsity, "dense_epochs": self.dense_epochs,
+                "dense_milestones": list(self.dense_milestones),
+                "finetune_epochs": self.finetune_epochs, "finetune_lr": self.finetune_lr,
+                "finetune_milestones": list(self.finetune_milestones)}
+
     def costs(self, exp, model):
         info = self.load_info(exp)
         if not info:

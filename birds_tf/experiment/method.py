@@ -4,7 +4,10 @@ PGD-AT run needs, and what it adds to ``results.json``.
 Plug-ins register by name with a lazy "module:Class" path so importing the registry stays cheap.
 """
 import importlib
+import numbers
 import os
+
+import numpy as np
 
 from birds_tf.metrics.flop_count import MethodCosts, PreStage
 from birds_tf.utils import records
@@ -100,6 +103,18 @@ class Method:
         """Method-specific ``results.json`` fields (settings, tickets, events)."""
         return self.load_info(exp)
 
+    def settings(self, exp=None):
+        """The algorithm's effective settings: every gin-bindable knob with the value the run
+        uses (defaults and resolved ``None``s included), so a reader of ``results.json``'s
+        ``method_settings`` needs no ``operative_config.gin``. ``exp`` (when given) resolves
+        values that depend on the data (steps per epoch); plain JSON values only."""
+        return {}
+
+    def settings_record(self, exp=None):
+        """``settings`` as ``results.json``'s ``method_settings``, checked to be plain JSON
+        (tuples become lists)."""
+        return plain_settings(self.settings(exp))
+
     def costs(self, exp, model):
         """The ``MethodCosts`` (pre-stages, fine-tuning, mask updates) the FLOPs accounting
         adds to the main run; called after ``results``."""
@@ -108,6 +123,25 @@ class Method:
 
 class Dense(Method):
     name = "dense"
+
+
+def plain_settings(value, key="method_settings"):
+    """``value`` with tuples as lists and NumPy scalars as Python ones; any other object is a
+    ``TypeError`` naming its key (a settings record must read back as the same JSON)."""
+    if isinstance(value, dict):
+        return {str(k): plain_settings(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_settings(v, key) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"{key} is {type(value).__name__} {value!r}, not a plain JSON value; "
+                    "a plug-in's settings() must return numbers, strings, lists and dicts.")
 
 
 def pre_stage_costs(info):

@@ -136,5 +136,20 @@ class RobustBird(method.Method):
         })
         return fresh, exp.make_trainer(fresh)
 
+    def settings(self, exp=None):
+        """Stage 1 and the early-bird detector as used: ``stage1_lr`` ``None`` is the run's lr;
+        a ``'fast'`` stage 1 follows a one-cycle schedule to ``fast_peak_lr`` instead of the
+        milestones."""
+        out = {"stage1": self.stage1, "stage1_epochs": self.stage1_epochs, "tau": self.tau,
+               "comparison": self.comparison, "queue_length": self.queue_length,
+               "distance_mode": self.distance_mode, "rewind": self.rewind}
+        if self.stage1 == "fast":
+            out["fast_peak_lr"] = self.fast_peak_lr
+        else:
+            out["stage1_lr"] = float(self.stage1_lr if self.stage1_lr is not None
+                                     else self.config.lr)
+            out["stage1_milestones"] = list(self.stage1_milestones)
+        return out
+
     def costs(self, exp, model):
         return method.pre_stage_costs(self.load_info(exp))

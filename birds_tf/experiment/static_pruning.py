@@ -109,6 +109,9 @@ class RandomPruning(StaticMask):
     def describe(self, exp, net):
         return {"distribution": self.distribution, "init_seed": self.init_seed}
 
+    def settings(self, exp=None):
+        return {"distribution": self.distribution, "init_seed": self.init_seed}
+
 
 @gin.configurable
 class IGQPruning(RandomPruning):
@@ -193,6 +196,17 @@ class PruneAtInit(StaticMask):
         scorers.prune_at_init(net, self.density, self.scorer, batches, self.rounds,
                               self.schedule, self.temperature, self.seed)
         return net
+
+    def settings(self, exp=None):
+        """Scorer and prune loop as used; the prune set's size and GraSP's temperature only
+        where the scorer reads them (SynFlow scores an all-ones input)."""
+        out = {"scorer": self.scorer, "rounds": self.rounds, "schedule": self.schedule,
+               "seed": self.seed}
+        if self.scorer in ("snip", "grasp"):
+            out.update(samples_per_class=self.samples_per_class, batch_size=self.batch_size)
+        if self.scorer == "grasp":
+            out["temperature"] = self.temperature
+        return out
 
     def describe(self, exp, net):
         out = {"scorer": self.scorer, "rounds": self.rounds, "schedule": self.schedule}
@@ -280,6 +294,14 @@ class OMP(StaticMask):
         masks_lib.set_masks(net, ticket)
         return net
 
+    def settings(self, exp=None):
+        """The dense pre-training as used (``pretrain_lr`` ``None`` is the run's lr)."""
+        return {"pretrain": self.pretrain, "pretrain_epochs": self.pretrain_epochs,
+                "pretrain_milestones": list(self.pretrain_milestones),
+                "pretrain_lr": float(self.pretrain_lr if self.pretrain_lr is not None
+                                     else self.config.lr),
+                "pretrain_robust_eval": self.pretrain_robust_eval}
+
     def describe(self, exp, net):
         last = self._rows[-1] if self._rows else {}
         # stage1_* name the dense pre-stage in results.json (``costs`` hands them to FLOPs).
@@ -337,6 +359,10 @@ class SmallDense(method.Method):
     def prepare(self, exp, state):
         net = self.build(exp)
         return net, exp.make_trainer(net)
+
+    def settings(self, exp=None):
+        """The narrowed widths follow from the target sparsity and the base width."""
+        return {"width": self.config.arch_kwargs.get("width", 64)}
 
     def results(self, exp, model):
         return small_dense_report(model.net, self.config, exp.splits)
@@ -415,6 +441,20 @@ class GMP(method.Method):
         self.callback = gradual.GradualMagnitudePruning(self.schedule)
         resume.restore_callback(state, self.callback)
         return [self.callback]
+
+    def settings(self, exp=None):
+        """The schedule's knobs; with ``exp``, ``begin_step``/``end_step`` resolved as the run
+        uses them (``end_step`` ``None``: the last pruning step within ``end_fraction``)."""
+        out = {"schedule": self.kind, "initial_sparsity": self.initial_sparsity,
+               "power": self.power, "begin_step": self.begin_step, "end_step": self.end_step,
+               "end_fraction": self.end_fraction, "frequency": self.frequency}
+        if self.kind == "constant":  # ConstantSparsity: the target from the first step
+            del out["initial_sparsity"], out["power"]
+        if exp is not None:
+            total = int(self.config.epochs) * int(exp.splits.steps_per_epoch)
+            out["begin_step"], out["end_step"] = gradual.gmp_schedule_steps(
+                total, self.begin_step, self.end_step, self.end_fraction, self.frequency)
+        return out
 
     def results(self, exp, model):
         out = {"gmp_schedule": self.schedule.get_config() if self.schedule else None}

@@ -490,13 +490,16 @@ def finish(exp, plugin, model, seconds):
             # minus this) never looks at the test split.
             results["val_ra_final_final_attack"] = evaluator(exp.splits.val)["ra"]
     results.update(plugin.results(exp, model))
+    # Every knob of the algorithm as the run used it, so no reader needs operative_config.gin.
+    results["method_settings"] = plugin.settings_record(exp)
     results.update(exp.smoothing.results(exp, model))
     results.update(flop_count.results_fields(model.net, exp.history, c, exp.splits,
                                              plugin.costs(exp, model),
                                              masks_dir=exp.path("masks")))
     records.write_json(exp.path("results.json"), results)
     logging.info("results: %s", json.dumps({k: v for k, v in results.items()
-                                            if not isinstance(v, list)}))
+                                            if not isinstance(v, list)
+                                            and k != "method_settings"}))
     return results
 
 
