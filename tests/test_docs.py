@@ -68,7 +68,8 @@ def test_anchor_follows_githubs_rules():
     assert anchor("What `make demo` shows") == "what-make-demo-shows"
     assert anchor("The paper's inference column") == "the-papers-inference-column"
     assert anchor("Channel-level sparsity that runs faster (`fb_plus_channel`, `--shrink`, "
-                  "LiteRT)") == "channel-level-sparsity-that-runs-faster-fb_plus_channel---shrink-litert"
+                  "LiteRT)") == ("channel-level-sparsity-that-runs-faster-fb_plus_channel---"
+                                 "shrink-litert")
     assert anchors("# A\n## A\n```\n# A\n```\n### A\n") == {"a", "a-1", "a-2"}
 
 

@@ -142,7 +142,8 @@ def test_sparse_finetune_stage_is_counted_at_its_own_densities():
 def test_paper_inference_ratios_follow_a_per_column_convention(resnet18, density, paper):
     """Table 1's IGQ / Flying Bird inference FLOPs over the dense row: not the MAC ratio, but the
     ratio with each weight counted once per output column (docs/flops.md, "The paper's inference
-    column").""" from birds_tf.sparsity import distributions
+    column")."""
+    from birds_tf.sparsity import distributions
     densities = distributions.layer_densities(resnet18, density, "igq")
     counted = birds_tf.flops.count(resnet18)
     macs = birds_tf.flops.inference_ratio(counted, densities)

@@ -142,5 +142,6 @@ def test_values_the_paper_leaves_open_are_labelled_as_the_codes():
     assert "Section 3.2" in paper_part and "Section 3.1" not in rb
     assert "l = 5" in code_part and "last 5" not in paper_part
     # CW-inf is offered as an assumption (docs/evaluation.md); no source calls it the authors'
-    group's attack for path, text in docs.items():
+    # group's attack
+    for path, text in docs.items():
         assert "group's usual" not in text, path

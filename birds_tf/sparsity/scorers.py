@@ -5,6 +5,7 @@ Semantics follow Synaptic-Flow's ``Pruners/pruners.py`` and ``prune_loop`` (the 
 budgets and pruning at init"): the model runs in inference mode, SNIP/GraSP use the mean
 cross-entropy of the model's logits, and masking is global with ``mask = score > kth-smallest
 score``.
+
 Every score is of the *effective* weight ``kernel * mask``. In Keras the layer's kernel gradient
 is already masked (``d(kernel*mask)/dkernel = mask``), which is exactly PyTorch's ``p.grad`` of a
 masked layer, so GraSP and SynFlow take gradients with respect to the kernels. SNIP's score is
