@@ -91,6 +91,11 @@ def test_the_docs_folder_exists_and_the_readme_links_every_page():
     assert "make demo" in readme and "make test" in readme
     for page in PAGES[1:]:
         assert f"({page})" in readme, f"README.md does not link {page}"
+    with open(os.path.join(ROOT, "docs", "README.md")) as f:
+        index = f.read()
+    for page in PAGES[1:]:
+        name = os.path.basename(page)
+        assert name == "README.md" or f"({name})" in index, f"docs/README.md does not list {name}"
 
 
 @pytest.mark.parametrize("path", PAGES)
