@@ -51,7 +51,7 @@ def make_strategy(name):
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
-                             "(cluster and task); see README 'Several GPUs and hosts'.")
+                             "(cluster and task); see docs/speed.md, 'Several GPUs and hosts'.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; allowed: {STRATEGIES}.")
 

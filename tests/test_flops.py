@@ -1,5 +1,5 @@
 """FLOPs counter: hand counts, the reference PreActResNet-18 figure, masks, and the paper's
-training-FLOPs relation (reference notes section 6)."""
+training-FLOPs relation (docs/flops.md, "Why the two training figures differ")."""
 import keras
 import numpy as np
 import pytest
@@ -88,7 +88,7 @@ def test_paper_convention_33_x_inference_x_images_x_epochs(resnet18):
     assert birds_tf.flops.paper_training_flops(f, 45000, 200) == pytest.approx(
         33 * f * 45000 * 200)
     table = birds_tf.flops.paper_training_flops
-    # The paper's Table 1 rows (reference notes 6.1): dense, FB+, RB (clean stage 1, E1 = 50.01)
+    # The paper's Table 1 rows: dense, FB+, RB (clean stage 1, E1 = 50.01)
     # and OMP (PGD-10 dense pre-training for 200 epochs).
     assert table(260.07e9, 45000, 200) == pytest.approx(772.41e17, rel=2e-4)
     assert table(40.42e9, 45000, 200) == pytest.approx(120.04e17, rel=2e-4)
@@ -141,7 +141,8 @@ def test_sparse_finetune_stage_is_counted_at_its_own_densities():
 @pytest.mark.parametrize("density,paper", [(0.2, 80.60 / 260.07), (0.1, 47.51 / 260.07)])
 def test_paper_inference_ratios_follow_a_per_column_convention(resnet18, density, paper):
     """Table 1's IGQ / Flying Bird inference FLOPs over the dense row: not the MAC ratio, but the
-    ratio with each weight counted once per output column (README, section "FLOPs")."""
+    ratio with each weight counted once per output column (docs/flops.md, "The paper's inference
+    column")."""
     from birds_tf.sparsity import distributions
     densities = distributions.layer_densities(resnet18, density, "igq")
     counted = birds_tf.flops.count(resnet18)
@@ -158,7 +159,7 @@ def test_paper_inference_ratios_follow_a_per_column_convention(resnet18, density
 
 def test_paper_convention_overcounts_a_run_that_ends_denser():
     """FB+'s "grow more" can fire alone: a run that ends denser than it trained costs less than
-    the paper's final-density figure (the README must not say FB+ only gets sparser)."""
+    the paper's final-density figure (the docs must not say FB+ only gets sparser)."""
     counted = birds_tf.flops.count(_small_net())
     history = [{"epoch": 1, "density": 0.2}, {"epoch": 2, "density": 0.2},
                {"epoch": 3, "density": 0.3}]
@@ -167,6 +168,7 @@ def test_paper_convention_overcounts_a_run_that_ends_denser():
     paper = birds_tf.flops.paper_training_flops(final, 10, 3, pgd_steps=0)
     assert measured < paper
     import os
-    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
-        readme = " ".join(f.read().split())
-    assert "only gets sparser" not in readme
+    root = os.path.dirname(os.path.dirname(__file__))
+    for path in ("README.md", os.path.join("docs", "flops.md")):
+        with open(os.path.join(root, path)) as f:
+            assert "only gets sparser" not in " ".join(f.read().split()), path

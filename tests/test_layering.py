@@ -1,10 +1,10 @@
 """The package's layers import only downward, without circles, and never tf_keras or tfmot.
 
-The rule (README "Layout"): utils < layers, models, data, attacks < sparsity, metrics, pruning <
-training < experiment < launch. ``training`` (the Keras engine) never imports ``experiment`` (gin
-and the workdir); the lower packages import neither; gin lives in ``experiment`` only. Checked on
-the source (every ``import``, lazy ones inside functions included), so the test fails as soon as
-a module reaches up.
+The rule (docs/layout.md, "Layering and plug-ins"): utils < layers, models, data, attacks <
+sparsity, metrics, pruning < training < experiment < launch. ``training`` (the Keras engine) never
+imports ``experiment`` (gin and the workdir); the lower packages import neither; gin lives in
+``experiment`` only. Checked on the source (every ``import``, lazy ones inside functions
+included), so the test fails as soon as a module reaches up.
 """
 import ast
 import os

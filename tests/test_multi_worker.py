@@ -51,7 +51,8 @@ def test_two_workers_end_identical(tmp_path):
                for i in range(2)]
     assert results[0]["mask_updates"] == results[1]["mask_updates"] == 2
     # Trainable weights are all-reduced every step. BatchNorm's moving statistics, like PyTorch
-    # DDP without SyncBN, follow each worker's own batches (README, "Several GPUs and hosts").
+    # DDP without SyncBN, follow each worker's own batches (docs/speed.md, "Several GPUs and
+    # hosts").
     for a, b in zip(models[0].trainable_weights, models[1].trainable_weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7,
                                    err_msg=a.path)

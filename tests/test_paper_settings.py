@@ -25,7 +25,8 @@ def test_default_cw_is_the_papers_cw_l2():
 def test_no_doc_calls_cw_inf_the_papers_setting():
     pattern = re.compile(r"paper'?s?\W+(?:setting\W+)?CW-inf|CW-inf[^.\n]*(?:as the paper|assumed "
                          r"(?:to be|for) the paper)", re.I)
-    paths = ["README.md", "launch/evaluate.py", "birds_tf/attacks/registry.py",
+    paths = ["README.md", "docs/evaluation.md", "docs/authors-code.md", "launch/evaluate.py",
+             "birds_tf/attacks/registry.py",
              "birds_tf/attacks/pgd_restarts.py", "birds_tf/evaluation/robustness.py"]
     for path in paths:
         with open(os.path.join(ROOT, path)) as f:
@@ -97,6 +98,8 @@ def _docs():
         paths += [os.path.relpath(os.path.join(folder, n), ROOT) for n in sorted(names)
                   if n.endswith(".gin")]
     paths.append("README.md")
+    paths += sorted(os.path.join("docs", n) for n in os.listdir(os.path.join(ROOT, "docs"))
+                    if n.endswith(".md"))
     for folder, _, names in os.walk(os.path.join(ROOT, "birds_tf")):
         paths += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names
                   if n.endswith(".py")]
@@ -138,6 +141,7 @@ def test_values_the_paper_leaves_open_are_labelled_as_the_codes():
     paper_part, _, code_part = rb.partition("from the released code")
     assert "Section 3.2" in paper_part and "Section 3.1" not in rb
     assert "l = 5" in code_part and "last 5" not in paper_part
-    # notes 7.3 propose CW-inf as an assumption; no source calls it the authors' group's attack
+    # CW-inf is offered as an assumption (docs/evaluation.md); no source calls it the authors'
+    # group's attack
     for path, text in docs.items():
         assert "group's usual" not in text, path

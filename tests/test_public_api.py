@@ -1,6 +1,6 @@
-"""The public API is what README "Installing" lists: each of those modules says what it exports
-(``__all__``), every exported name imports, and nothing public lives under a private (``_``)
-module path. ``tests/test_wheel.py`` runs the same import check on the installed wheel."""
+"""The public API is what docs/layout.md, "Public API", lists: each of those modules says what
+it exports (``__all__``), every exported name imports, and nothing public lives under a private
+(``_``) module path. ``tests/test_wheel.py`` runs the same import check on the installed wheel."""
 import ast
 import importlib
 import os
@@ -12,11 +12,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def public_modules():
-    """The modules README's public-API list names (the ``birds_tf...`` of each bullet)."""
-    with open(os.path.join(ROOT, "README.md")) as f:
+    """The modules docs/layout.md's public-API list names (the ``birds_tf...`` of each bullet)."""
+    with open(os.path.join(ROOT, "docs", "layout.md")) as f:
         text = f.read()
-    match = re.search(r"<!-- public-api.*?-->\n(.*?)\n\n", text, re.S)
-    assert match, "the README lost its public-API list"
+    match = re.search(r"<!-- public-api.*?-->\n(.*?)(?:\n\n|\n?\Z)", text, re.S)
+    assert match, "docs/layout.md lost its public-API list"
     names = re.findall(r"^- `(birds_tf[a-z_.]*)`", match.group(1), re.M)
     assert names and len(names) == len(set(names))
     return names

@@ -64,8 +64,9 @@ def pgd_restarts(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts
 
 def cw_inf(model, x, y, eps=8 / 255, step_size=2 / 255, steps=20, restarts=1, random_start=True,
            seed=0):
-    """CW-inf: PGD on the margin ``max_{j!=y} z_j - z_y`` (an L-inf variant proposed as an
-    assumption by official code notes 7.3; the paper's CW is CW-L2, ``cw.cw_l2``).
+    """CW-inf: PGD on the margin ``max_{j!=y} z_j - z_y`` (an L-inf variant offered as an
+    assumption, docs/authors-code.md, "Evaluation and the attacks the paper names"; the paper's
+    CW is CW-L2, ``cw.cw_l2``).
 
     Args:
       model, x, y, eps, step_size, steps, restarts, random_start, seed: as ``pgd_restarts``.

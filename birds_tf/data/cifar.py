@@ -16,14 +16,14 @@ from birds_tf.data.errors import DatasetNotFoundError
 from birds_tf.data.source import Source
 
 SPLITS = {"train": "train", "test": "test"}  # tfds splits read; train/val are cut by ``id``
-VAL_START = 45000  # first validation index (official code notes 5.5: train = indices 0..44999)
+VAL_START = 45000  # first validation index (the authors' ``datasets.py``: train = indices 0..44999)
 
 STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
-# torchvision RandomRotation(15) on CIFAR-100 only (official code notes 5.5).
+# torchvision RandomRotation(15) on CIFAR-100 only (the authors' ``datasets.py``).
 ROTATE_DEGREES = {"cifar10": 0.0, "cifar100": 15.0}
 
 

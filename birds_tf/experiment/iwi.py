@@ -1,7 +1,7 @@
 """Inverse weights inheritance (Wang et al., "Achieving Adversarial Robustness via Sparsity").
 
-No public code exists (official code notes, section 10); this is the reconstruction from the
-abstract, with every open detail a gin parameter:
+No public code exists (docs/authors-code.md, "Inverse weights inheritance"); this is the
+reconstruction from the abstract, with every open detail a gin parameter:
 
 * stage A (pre-stage, ``iwi_stage_a_metrics.csv``): adversarially train a dense network for
   ``dense_epochs`` (PGD-AT with the run's attack, ``dense_milestones``); prune it by global

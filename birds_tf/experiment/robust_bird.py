@@ -1,4 +1,4 @@
-"""Robust Bird (paper Algorithm 1; official code ``Robust-Bird/train_eb.py``, notes section 1).
+"""Robust Bird (paper Algorithm 1; the authors' code at 6e9a862, ``Robust-Bird/train_eb.py``).
 
 Stage 1 trains the dense network cheaply (clean SGD by default; ``'pgd'`` or ``'fast'`` for the
 Table A6 ablation). After every stage-1 epoch the early-bird detector takes a global magnitude
@@ -12,7 +12,7 @@ over conv AND fc kernels (torch's ``global_unstructured``), then the weights are
 stage-1 weights, as the released code) and stage 2 is the protocol's PGD-AT run with a fresh
 optimizer and schedule.
 
-Paper vs code (notes section 11), both available:
+Paper vs code (docs/authors-code.md, "Robust Bird"), both available:
 
 =====================  =============================  =====================================
 item                   paper (defaults here)          released code (rb_*_official_code.gin)

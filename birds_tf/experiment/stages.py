@@ -7,7 +7,8 @@ protocol rows. Pre-stages are not checkpointed: a run that crashes during one re
 scratch on resume (``train_eval``'s resume state only exists once the main stage has finished
 an epoch, and from then on every method skips its pre-stages).
 
-Training regimes (official code notes 1.1, ``Robust-Bird/utils/function.py``):
+Training regimes (the authors' code at 6e9a862, ``Robust-Bird/utils/function.py``;
+docs/authors-code.md, "Robust Bird"):
 
 * ``'sgd'``  -- clean training (``train_epoch``), SGD with a multi-step schedule;
 * ``'pgd'``  -- PGD-AT with the run's training attack (PGD-10 by default), multi-step schedule;

@@ -5,16 +5,19 @@ in how the mask is chosen:
 
 * ``random`` -- random pruning: every masked layer (stem and fc included) at the target density,
   exactly ``int(s * n)`` random zeros per layer (the reference's ``uniform`` budget with the
-  exact count of its IGQ init; its own ``uniform`` init is Bernoulli, notes 2.2);
-* ``igq`` / ``erk`` -- random masks under the IGQ / ERK layer-wise budget (notes 4.1-4.2), kept
-  fixed (Flying Bird's init without the dynamic updates);
+  exact count of its IGQ init; its own ``uniform`` init is Bernoulli, ``Masking.init``);
+* ``igq`` / ``erk`` -- random masks under the IGQ / ERK layer-wise budget
+  (``sparselearning/igq.py``, ``Masking.init``), kept fixed (Flying Bird's init without the
+  dynamic updates);
 * ``snip`` / ``grasp`` / ``synflow`` -- pruning at initialisation with Synaptic-Flow's
-  ``prune_loop`` (notes 4.3): global scope, ``10 * num_classes`` training samples at batch 256
-  for SNIP/GraSP (GraSP with temperature 200), SynFlow iterated 100 rounds with the exponential
-  schedule ``D**((r+1)/R)`` on an all-ones input; ``prune_at_init`` takes any scorer by name;
-* ``omp`` -- one-shot magnitude pruning (``Robust-Bird/train_base.py``, notes 1.6): dense
-  training for ``pretrain_epochs`` (PGD-AT by default), then a global L1 mask over conv + fc
-  kernels, then the main PGD-AT stage from the trained weights (no rewind; fresh optimizer);
+  ``prune_loop`` (docs/authors-code.md, "Layer-wise budgets and pruning at init"): global scope,
+  ``10 * num_classes`` training samples at batch 256 for SNIP/GraSP (GraSP with temperature 200),
+  SynFlow iterated 100 rounds with the exponential schedule ``D**((r+1)/R)`` on an all-ones input;
+  ``prune_at_init`` takes any scorer by name;
+* ``omp`` -- one-shot magnitude pruning (``Robust-Bird/train_base.py``; docs/authors-code.md,
+  "Robust Bird"): dense training for ``pretrain_epochs`` (PGD-AT by default), then a global L1 mask
+  over conv + fc kernels, then the main PGD-AT stage from the trained weights (no rewind; fresh
+  optimizer);
 * ``small_dense`` -- no mask: the narrowed PreActResNet-18 with about ``1 - s`` of the weights,
   trained densely; ``results.json`` reports its parameter-equivalent sparsity;
 * ``gmp`` -- gradual magnitude pruning during PGD-AT with tfmot's ``PolynomialDecay`` (power 3)

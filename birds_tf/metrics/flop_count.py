@@ -4,7 +4,7 @@ Why this module: the paper's efficiency columns (Table 1, "Training FLOPs" and "
 FLOPs") need a per-layer count that follows each layer's mask, and a training count that follows
 the density a run really had at every step rather than only its final one.
 
-Conventions (also in the README, section "FLOPs"):
+Conventions (also in docs/flops.md, "What is counted"):
 
 * **MACs** are the multiply-accumulates of conv and dense kernels for one image, without bias
   (the thop convention of the reference, 555.42M for a dense PreActResNet-18 at 32x32). A
@@ -26,9 +26,10 @@ Conventions (also in the README, section "FLOPs"):
   Validation/test evaluation is not training and is not counted.
 * **Paper convention**: 3 (K + 1) x F_inf(final) x N_train x epochs (= 33 x ... for PGD-10), plus
   3 (K1 + 1) x F_inf(dense) x N_train x E1 for a dense pre-stage (Robust Bird's clean stage 1:
-  3 per image; OMP's PGD-10 pre-training: 33), which reproduces the paper's rows (reference notes
-  6.2). It assumes the final density held throughout, so it misstates Flying Bird+, whose
-  density moves both ways during training (prune-more sparser, grow-more denser).
+  3 per image; OMP's PGD-10 pre-training: 33), which reproduces the paper's rows (docs/flops.md,
+  "Why the two training figures differ"). It assumes the final density held throughout, so it
+  misstates Flying Bird+, whose density moves both ways during training (prune-more sparser,
+  grow-more denser).
 """
 import dataclasses
 import math
@@ -230,8 +231,8 @@ def inference_ratio(counted, layer_densities=None, convention="macs"):
     Why the second: the paper's inference-FLOPs ratios for non-uniform masks (IGQ / Flying Bird,
     ResNet-18: 80.60 / 260.07 = 0.310 at 80%, 47.51 / 260.07 = 0.183 at 90%, and the CIFAR-100
     and Tiny-ImageNet rows) are reproduced to 3-4 digits by it and not by the MAC count (0.516,
-    0.357); see the README, section "FLOPs". ``layer_densities`` as in ``macs_at`` (default:
-    the current masks).
+    0.357); see docs/flops.md, "The paper's inference column". ``layer_densities`` as in ``macs_at``
+    (default: the current masks).
     """
     if convention not in ("macs", "paper"):
         raise ValueError(f"Unknown FLOPs convention {convention!r}; allowed: 'macs', 'paper'.")
@@ -333,7 +334,7 @@ def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage
 
     A dense pre-stage (Robust Bird's clean stage 1, OMP's PGD pre-training) adds
     3 (K1+1) x F_inf(dense) x N x E1: 3 per image for clean training, 33 for PGD-10, which
-    reproduces the paper's RB and OMP rows (reference notes 6.2). A sparse fine-tuning stage
+    reproduces the paper's RB and OMP rows (docs/flops.md). A sparse fine-tuning stage
     (IWI's; no paper row) adds 3 (K_ft+1) x F_inf(fine-tuned sparse net) x N x E_ft.
     """
     total = 3.0 * (int(pgd_steps) + 1) * float(inference_flops) * num_train * epochs

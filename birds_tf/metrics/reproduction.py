@@ -8,8 +8,8 @@ mean(RGG dense) - mean(RGG row), printed without a spread: seeds are paired acro
 data order and attack seeds; same initial weights where the architecture is), so the
 uncertainty of a difference is the paired one (`birds_tf.metrics.paired`), given for RA best, RA final and RGG in a second table. FLOPs are
 also shown as a percentage of that dense row, the only form in which ours and the paper's compare
-(the paper's inference column has an unexplained scale, README "FLOPs"; other scales train on
-other data).
+(the paper's inference column has an unexplained scale, docs/flops.md, "The paper's inference
+column"; other scales train on other data).
 """
 import csv
 import io

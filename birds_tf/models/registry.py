@@ -13,7 +13,7 @@ _BUILDERS = {
     "small_dense": small_dense.small_dense,
 }
 
-# Reference normaliser statistics (official code notes, section 5.4).
+# The authors' normaliser statistics (docs/authors-code.md, "PGD-AT and data").
 DATASET_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),

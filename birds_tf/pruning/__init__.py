@@ -10,7 +10,7 @@ Porting from ``tensorflow_model_optimization`` is a change of import::
     plain = pruning.strip_pruning(model)
 
 Masks, thresholds and their timing match tfmot's at every step (constant, polynomial, block and
-m-by-n); see the README section "Coming from tfmot" for what still differs.
+m-by-n); see docs/pruning.md, "Differences that remain", for what still differs.
 """
 from birds_tf.pruning import masks
 from birds_tf.pruning.callbacks import PruningSummaries, UpdatePruningStep

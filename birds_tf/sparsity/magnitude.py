@@ -1,6 +1,7 @@
 """Magnitude pruning for Robust Bird: the global ticket, the early-bird mask and mask distances.
 
-Two reference rules exist (official code notes 1.2-1.3) and both are offered:
+Two rules of the authors' code (at 6e9a862: ``Robust-Bird/utils/early_bird.py`` and
+``prune_unstructured`` in ``Robust-Bird/utils/function.py``) exist and both are offered:
 
 * ``rule="l1_unstructured"`` (default) -- the ticket, ``torch.nn.utils.prune.global_unstructured``
   with ``L1Unstructured``: exactly ``round((1 - D) * N)`` weights with the smallest ``|w|`` are

@@ -1,9 +1,10 @@
 """Pruning-at-initialization scores (SNIP, GraSP, SynFlow, magnitude, random) and the prune loop.
 
 Semantics follow Synaptic-Flow's ``Pruners/pruners.py`` and ``prune_loop`` (the reference's
-``sparselearning/pruning_utils.py`` is a verbatim port; official code notes section 4.3): the
-model runs in inference mode, SNIP/GraSP use the mean cross-entropy of the model's logits, and
-masking is global with ``mask = score > kth-smallest score``.
+``sparselearning/pruning_utils.py`` is a verbatim port; docs/authors-code.md, "Layer-wise
+budgets and pruning at init"): the model runs in inference mode, SNIP/GraSP use the mean
+cross-entropy of the model's logits, and masking is global with ``mask = score > kth-smallest
+score``.
 
 Every score is of the *effective* weight ``kernel * mask``. In Keras the layer's kernel gradient
 is already masked (``d(kernel*mask)/dkernel = mask``), which is exactly PyTorch's ``p.grad`` of a

@@ -1,7 +1,8 @@
 """Knowledge distillation from two frozen teachers during PGD-AT (paper Figure 4, "+ KD").
 
 The recipe of Chen et al. 2021 ("Robust overfitting may be mitigated by properly learned
-smoothening", official code notes section 8.3)::
+smoothening"; their code ``VITA-Group/Alleviate-Robust-Overfitting``, not the paper's repository;
+docs/authors-code.md, "KD and SWA")::
 
     loss = 0.3 CE(f(x_adv), y) + 0.1 KD(f(x_adv), T_std(x_adv)) + 0.6 KD(f(x_adv), T_adv(x_adv))
     KD(s, t) = T^2 * mean_batch sum_c -softmax(t / T)_c * log_softmax(s / T)_c,   T = 2

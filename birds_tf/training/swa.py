@@ -1,6 +1,6 @@
 """Stochastic weight averaging during PGD-AT (paper Figure 4, "+ SWA"), as a Keras callback.
 
-The recipe of Chen et al. 2021 (official code notes section 8.3): from ``start_epoch`` on, after
+The recipe of Chen et al. 2021 (docs/authors-code.md, "KD and SWA"): from ``start_epoch`` on, after
 every epoch the averaged model takes ``swa = swa * (1 - 1/(n+1)) + w / (n+1)`` (``n`` = models
 averaged so far; the first update copies ``w``), then its BatchNorm statistics are recomputed
 (``bn_update``): reset, then one pass in training mode over the clean training data with a
