@@ -96,3 +96,42 @@ def test_killed_after_a_shrink_point_resumes_to_the_uninterrupted_run(straight, 
     _train(workdir)
     test_resume._assert_same(test_resume._outcome(workdir), expected)
     assert len((workdir / "metrics.csv").read_text().splitlines()) == 4
+
+
+def test_training_flops_count_each_epoch_on_the_structure_it_ran_on(straight):
+    """The run narrows after epochs 1 and 2: its training FLOPs are the sum over epochs of each
+    epoch's own masks (``masks/epoch_XXX.npz``, the shapes of that epoch's model) at
+    ``nnz x output positions``, above the old figure that put every epoch on the final (narrow)
+    structure."""
+    import keras
+    import birds_tf
+    from birds_tf.metrics import flop_count
+    from birds_tf.utils import records
+    birds_tf.register_keras_objects()
+    res = json.loads((straight / "results.json").read_text())
+    rows = records.read_metrics_csv(str(straight / "metrics.csv"))
+    final = birds_tf.flops.count(
+        keras.models.load_model(str(straight / "checkpoints" / "final.keras")))
+    positions = {layer.name: layer.positions for layer in final.layers if layer.weights}
+    # Recorded per epoch: the structure's dense cost falls at each shrink (after epochs 1, 2).
+    dense = [float(r["forward_flops_dense"]) for r in rows]
+    assert dense[0] > dense[1] > dense[2] == final.flops_dense
+    # One step an epoch with a mask update after it: epoch e runs on the masks it starts with.
+    per_epoch = []
+    for e in range(3):
+        masks = records.load_mask_file(str(straight / "masks" / f"epoch_{e:03d}.npz"))
+        macs = sum(np.count_nonzero(m) * positions[name] for name, m in masks.items())
+        macs += sum(layer.macs for layer in final.layers if layer.weights
+                    and layer.name not in masks)  # kernels without a mask (none removable)
+        per_epoch.append(macs)
+    expected = 2 * (2 * 2 + 3) * 64 * sum(per_epoch)  # PGD-2: 7 forwards, 64 images an epoch
+    assert res["training_flops"] == pytest.approx(expected, rel=1e-9)
+    assert res["flops"]["training"]["mask_updates"] == 0  # random growth: no dense gradients
+    # What was reported before: every epoch's per-layer densities on the final structure.
+    old_rows = [{k: v for k, v in r.items() if not k.startswith("forward_flops")} for r in rows]
+    initial = {name: float(m.mean()) for name, m in records.load_mask_file(
+        str(straight / "masks" / "epoch_000.npz")).items()}
+    lower = flop_count.training_flops(final, old_rows, 64, 64, 2,
+                                      events=res["mask_update_events"],
+                                      initial_densities=initial)["total"]
+    assert res["training_flops"] > 1.05 * lower

@@ -119,6 +119,37 @@ def test_measured_training_flops_follow_the_density_trajectory():
     assert dense["stage1"] == pytest.approx(3 * counted.flops * 10 * 3)
 
 
+def test_runs_that_keep_their_structure_count_as_before_and_shrunk_epochs_at_their_own():
+    """Unstructured runs (no ``forward_flops`` columns) and runs whose recorded structure is the
+    final one keep the per-layer-density figure bit for bit; an epoch recorded on another
+    (wider) structure counts its own forward FLOPs, its mask updates its own dense ones."""
+    counted = birds_tf.flops.count(_small_net())
+    dense = {layer.name: layer.macs_dense for layer in counted.layers if layer.weights}
+    rows = [{"epoch": 1, "density/a": 0.5, "density/fc": 0.8},
+            {"epoch": 2, "density/a": 0.25, "density/fc": 0.6}]
+    # Hand count: masked layers at their densities, the plain conv "b" at its nonzeros.
+    hand = [dense["b"] + 0.5 * dense["a"] + 0.8 * dense["fc"],
+            dense["b"] + 0.25 * dense["a"] + 0.6 * dense["fc"]]
+    before = birds_tf.flops.training_flops(counted, rows, num_train=10, batch_size=4,
+                                           pgd_steps=2)
+    assert before["total"] == pytest.approx(2 * 7 * 10 * sum(hand), rel=1e-12)
+    same = [dict(r, forward_flops=123.0, forward_flops_dense=counted.flops_dense) for r in rows]
+    again = birds_tf.flops.training_flops(counted, same, num_train=10, batch_size=4, pgd_steps=2)
+    assert again == before  # bit-identical: the recorded structure is the final one
+    # Epoch 1 ran on a structure 3x the final's dense cost, with 1000 mask-effective FLOPs.
+    wider = [dict(rows[0], forward_flops=1000.0, forward_flops_dense=3 * counted.flops_dense),
+             dict(rows[1], forward_flops=7.0, forward_flops_dense=counted.flops_dense)]
+    got = birds_tf.flops.training_flops(counted, wider, num_train=10, batch_size=4, pgd_steps=2)
+    assert got["adversarial"] == pytest.approx(2 * 7 * 10 * (500.0 + hand[1]), rel=1e-12)
+    # Gradient growth at each epoch's last step (2 images): a dense backward of that epoch's
+    # structure, 2 x its dense forward per image.
+    events = [{"step": 3, "nnz_before": 10, "nnz_after": 10},
+              {"step": 6, "nnz_before": 10, "nnz_after": 10}]
+    got = birds_tf.flops.training_flops(counted, wider, num_train=10, batch_size=4,
+                                        pgd_steps=2, events=events, gradient_growth=True)
+    assert got["mask_updates"] == pytest.approx(2 * 2 * (3 + 1) * counted.flops_dense)
+
+
 def test_sparse_finetune_stage_is_counted_at_its_own_densities():
     """IWI's pruned-net fine-tuning: (2K + 3) x 2 x its MACs per image and epoch, and the paper
     convention's 3 (K + 1) x its inference FLOPs."""

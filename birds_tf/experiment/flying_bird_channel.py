@@ -10,18 +10,21 @@ carried over), writes a checkpoint of the narrow model, points ``state.json`` at
 resumes: before the new ``state.json`` the shrink is redone from the wide checkpoint, after it
 the narrow model is rebuilt from the recorded ``physical`` channels.
 
-FLOPs: ``training_flops`` (``metrics.flop_count``) follows the per-epoch layer densities of
-``metrics.csv`` but counts them on the *final* structure; for a run shrunk during training the
-epochs before a shrink ran on a wider model, so the figure is a lower bound there (the
-``shrinks`` record in ``results.json`` says when and by how much the model narrowed).
+FLOPs: every epoch's row of ``metrics.csv`` records the forward FLOPs of one image on the
+structure that epoch ran on (``forward_flops``: mask-effective, ``forward_flops_dense``: every
+weight of that structure), so ``training_flops`` (``metrics.flop_count``) counts the epochs
+before a shrink on the wider model they ran on, not on the final one (which would be a lower
+bound).
 """
 import os
 
 import gin
+import keras
 import numpy as np
 
 from birds_tf.experiment.flying_bird import FlyingBirdPlus
 from birds_tf.export import shrink as shrink_lib
+from birds_tf.metrics import flop_count
 from birds_tf.sparsity import channel as channel_lib
 from birds_tf.training import resume
 from birds_tf.utils.optimizer_slots import momentum_buffer
@@ -70,7 +73,7 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
     def callbacks(self, exp, model, state):
         if self._running:  # a later segment of run_main: a fresh callback, restored from state
             self.callback = self.make_callback()
-        return super().callbacks(exp, model, state)
+        return super().callbacks(exp, model, state) + [StructureFlops()]
 
     # -- a main stage in segments, the model rebuilt narrower between them ---------------------
     def run_main(self, exp, state, run_stage, verbose=None):
@@ -164,6 +167,23 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
             "shrinks": cb.shrinks,
         })
         return out
+
+
+class StructureFlops(keras.callbacks.Callback):
+    """Logs the forward FLOPs of one image on the model as it is at each epoch's end.
+
+    Why: a run rebuilt narrower mid-run trains its early epochs on a wider model than the final
+    one; ``flop_count.training_flops`` reads these two entries to count each epoch on its own
+    structure. ``forward_flops``: 2 x mask-effective MACs; ``forward_flops_dense``: 2 x MACs of
+    every kernel weight of the structure (what a dense kernel executes).
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        counted = flop_count.count(getattr(self.model, "net", self.model))
+        logs["forward_flops"] = counted.flops
+        logs["forward_flops_dense"] = counted.flops_dense
 
 
 def _carry_optimizer(old, new, pairs, plan):

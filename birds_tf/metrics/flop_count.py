@@ -247,7 +247,27 @@ def inference_ratio(counted, layer_densities=None, convention="macs"):
     return num / den if den else 1.0
 
 
+def _recorded(row, key):
+    """``row[key]`` as a float, ``None`` when the row has no such entry (or an empty one)."""
+    value = row.get(key)
+    if value is None or value == "":
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
 def _row_macs(counted, row):
+    """Forward MACs of one image at the end of the epoch ``row`` describes.
+
+    A run rebuilt narrower during training (``fb_plus_channel``) records the forward FLOPs of
+    the structure each epoch ran on (``forward_flops``, ``forward_flops_dense``); where that
+    structure is not the final one, its recorded count is the epoch's. Every other row is
+    counted on the final structure at the row's per-layer densities, as before.
+    """
+    dense = _recorded(row, "forward_flops_dense")
+    flops = _recorded(row, "forward_flops")
+    if dense is not None and flops is not None and dense != counted.flops_dense:
+        return flops / 2.0
     per_layer = {key[len("density/"):]: float(value) for key, value in row.items()
                  if key.startswith("density/")}
     if per_layer:
@@ -315,7 +335,8 @@ def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events
     if gradient_growth:
         for event in events:
             index = (int(event["step"]) - 1) % steps
-            mask_updates += 2.0 * counted.flops_dense * images(index)
+            epoch = min((int(event["step"]) - 1) // steps, len(history) - 1)
+            mask_updates += 2.0 * _row_dense_flops(counted, history[epoch]) * images(index)
     stage1 = (3.0 + 2.0 * stage1_pgd_steps) * counted.flops_dense * num_train * stage1_epochs
     finetune = 0.0
     if finetune_epochs:
@@ -325,6 +346,13 @@ def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events
             macs_at(counted, finetune_densities) * num_train * finetune_epochs
     return {"adversarial": adversarial, "mask_updates": mask_updates, "stage1": stage1,
             "finetune": finetune, "total": adversarial + mask_updates + stage1 + finetune}
+
+
+def _row_dense_flops(counted, row):
+    """Dense forward FLOPs of the structure the row's epoch ran on (recorded by a run rebuilt
+    narrower during training; else the final structure's)."""
+    dense = _recorded(row, "forward_flops_dense")
+    return counted.flops_dense if dense is None else dense
 
 
 def paper_training_flops(inference_flops, num_train, epochs, pgd_steps=10, stage1_epochs=0,
@@ -403,6 +431,20 @@ class MethodCosts:
     mask_updates: MaskUpdates = MaskUpdates()
 
 
+def _initial_densities(counted, masks):
+    """Per-layer densities of the initial masks for ``macs_at`` on the final structure.
+
+    A run that started wider than it ended (channels removed and the model rebuilt narrower)
+    gets ``nnz / final kernel size`` per layer, so that ``macs_at`` gives ``nnz x positions``,
+    the initial masks' own MACs (removing channels changes no layer's output positions).
+    """
+    weights = {layer.name: layer.weights for layer in counted.layers if layer.weights}
+    if all(mask.size == weights.get(name, mask.size) for name, mask in masks.items()):
+        return {name: float(mask.mean()) for name, mask in masks.items()}
+    return {name: (float(np.count_nonzero(mask)) / weights[name] if name in weights
+                   else float(mask.mean())) for name, mask in masks.items()}
+
+
 def results_fields(net, history, config, splits, costs=None, masks_dir=None):
     """The FLOPs keys ``train_eval`` adds to ``results.json`` for the final ``net``.
 
@@ -422,8 +464,8 @@ def results_fields(net, history, config, splits, costs=None, masks_dir=None):
     stage1_pgd = int(costs.pre_stage.pgd_steps or 0)
     initial = None
     if masks_dir and os.path.exists(os.path.join(masks_dir, "epoch_000.npz")):
-        initial = {name: float(mask.mean()) for name, mask in
-                   records.load_mask_file(os.path.join(masks_dir, "epoch_000.npz")).items()}
+        initial = _initial_densities(
+            counted, records.load_mask_file(os.path.join(masks_dir, "epoch_000.npz")))
     finetune = {}
     if costs.finetune is not None:
         finetune = dict(finetune_epochs=float(costs.finetune.epochs or 0),
