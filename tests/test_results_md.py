@@ -151,3 +151,30 @@ def test_the_setting_table_figures():
     assert round(small_dense.kernel_params(narrow, 1, 10) / dense, 2) == 0.20   # "~20%"
     from birds_tf.data import animals
     assert len(animals.fixed_split()[2][1]) == 1944 and "(1,944 images)" in text
+
+
+def test_reproduced_table_shows_each_rows_measured_seconds_beside_its_flops():
+    """results.json's ``seconds``: mean ± sample std over seeds and % of the dense row's mean,
+    in the Markdown row next to the FLOPs and in the CSV; the paper's line has none."""
+    import csv
+    import io
+    from birds_tf.metrics import reproduction
+    from launch import reproduce
+    rows = [r for r in reproduce.table_rows("1") if r.row in ("dense", "fb_plus")]
+    runs = {"dense": [(100.0, 2e15), (120.0, 2e15)], "fb_plus": [(60.0, 5e14), (66.0, 5e14)]}
+    results = {row: [{"seed": k, "ra_best": 50.0, "ra_final": 49.0, "rgg_final": 20.0,
+                      "seconds": s, "training_flops": f, "inference_flops": 1e9}
+                     for k, (s, f) in enumerate(seeds, 1)] for row, seeds in runs.items()}
+    summary = reproduction.summarize(rows, results)
+    md = reproduction.markdown(summary, "t")
+    header = next(line for line in md.splitlines() if "Training FLOPs" in line).split(" | ")
+    assert header.index("Seconds (% dense)") == header.index("Inference FLOPs (% dense)") + 1
+    fb = next(line for line in md.splitlines() if line.startswith("| 80 | Flying Bird+"))
+    # 63 ± std(60, 66) = 4.24; 63 / 110 = 57%; training FLOPs 5e14 / 2e15 = 25%.
+    assert "| 5e+14 (25%) | 1e+09 (100%) | 63 ± 4 (57%) |" in fb
+    assert "| 110 ± 14 (100%) |" in md
+    table = {r["row"]: r for r in csv.DictReader(io.StringIO(reproduction.csv_text(summary)))}
+    assert float(table["fb_plus"]["seconds_mean"]) == 63.0
+    assert float(table["fb_plus"]["seconds_std"]) == pytest.approx(18 ** 0.5)
+    assert float(table["fb_plus"]["seconds_pct_mean"]) == pytest.approx(100 * 63 / 110)
+    assert table["fb_plus"]["seconds_paper"] == ""

@@ -9,7 +9,9 @@ data order and attack seeds; same initial weights where the architecture is), so
 uncertainty of a difference is the paired one (`birds_tf.metrics.paired`), given for RA best, RA final and RGG in a second table. FLOPs are
 also shown as a percentage of that dense row, the only form in which ours and the paper's compare
 (the paper's inference column has an unexplained scale, docs/flops.md, "The paper's inference
-column"; other scales train on other data).
+column"; other scales train on other data). Each row's measured wall time (results.json's
+``seconds``) stands beside its FLOPs, also as a percentage of the dense row, so a FLOPs saving
+can be read against the time it bought.
 """
 import csv
 import io
@@ -23,11 +25,11 @@ from birds_tf.metrics import paired
 RESULT_KEYS = {"ra_best": "ra_best", "ra_final": "ra_final", "ra_diff": "ra_diff",
                "sa_best": "sa_best", "sa_final": "sa_final", "sa_diff": "sa_diff",
                "training_flops": "training_flops", "inference_flops": "inference_flops",
-               "rgg": "rgg_final"}
+               "rgg": "rgg_final", "seconds": "seconds"}
 ACCURACY = ("ra_best", "ra_final", "ra_diff", "sa_best", "sa_final", "sa_diff")
 FLOPS = ("training_flops", "inference_flops")
 CSV_METRICS = ACCURACY + FLOPS + ("training_flops_pct", "inference_flops_pct", "rgg",
-                                  "rgg_reduction")
+                                  "rgg_reduction", "seconds", "seconds_pct")
 # Paired against the dense row, per seed: row - dense.
 PAIRED = ("ra_best", "ra_final", "rgg")
 PAIRED_NAMES = {"ra_best": "RA best", "ra_final": "RA final", "rgg": "RGG"}
@@ -89,6 +91,9 @@ def summarize(paper_rows, results):
                 ours[f"{kind}_pct"] = (100.0 * ours[kind][0] / dense_ours[kind][0], None)
             if dense is not None and dense.values.get(kind) and paper.get(kind) is not None:
                 paper[f"{kind}_pct"] = 100.0 * paper[kind] / dense.values[kind]
+        ours["seconds_pct"] = (None, None)  # measured only: the paper reports no time
+        if dense_ours and dense_ours["seconds"][0] and ours["seconds"][0] is not None:
+            ours["seconds_pct"] = (100.0 * ours["seconds"][0] / dense_ours["seconds"][0], None)
         ours["rgg_reduction"] = (None, None)
         if row.method != "dense" and dense_ours and dense_ours["rgg"][0] is not None \
                 and ours["rgg"][0] is not None:
@@ -123,7 +128,10 @@ def title(key, scale, seeds):
     return (f"Table {key}, scale {scale}, {seeds} seed(s) per row: ours = mean ± sample std "
             "over seeds; difference = ours - paper" +
             ("" if scale == "paper" else f" (scale {scale} trains on other data with another "
-             "schedule: the difference says how far apart, not an error)") + ".")
+             "schedule: the difference says how far apart, not an error)") + ". Seconds: each "
+            "run's wall time (`seconds` in results.json: training with its per-epoch "
+            "evaluation and the final evaluation, in the process that finished the run, so from "
+            "its resume for a resumed one), beside the FLOPs; the paper reports none.")
 
 
 def describe_config(cfg):
@@ -166,6 +174,13 @@ def _flops(mean, pct):
     if mean is None:
         return "-"
     return f"{mean:.3g}" + ("" if pct is None else f" ({pct:.0f}%)")
+
+
+def _seconds(mean, std, pct):
+    if mean is None:
+        return "-"
+    return (f"{mean:.0f}" + ("" if std is None else f" ± {std:.0f}") +
+            ("" if pct is None else f" ({pct:.0f}%)"))
 
 
 # What the paper calls each of our architecture ids.
@@ -215,7 +230,7 @@ def markdown(summary, title=None, trained=None):
     """
     header = ["Sparsity (%)", "Setting", "", "RA best", "RA final", "RA diff", "SA best",
               "SA final", "SA diff", "Training FLOPs (% dense)", "Inference FLOPs (% dense)",
-              "RGG", "RGG reduction"]
+              "Seconds (% dense)", "RGG", "RGG reduction"]
     out = [title, ""] if title else []
     groups = []
     for e in summary:
@@ -235,15 +250,18 @@ def markdown(summary, title=None, trained=None):
             lead = [f"{e['sparsity']:.0f}", e["setting"]]
             ours = [_pm(e[f"{m}_mean"], e[f"{m}_std"]) for m in ACCURACY]
             ours += [_flops(e[f"{k}_mean"], e[f"{k}_pct_mean"]) for k in FLOPS]
+            ours += [_seconds(e["seconds_mean"], e["seconds_std"], e["seconds_pct_mean"])]
             ours += [_pm(e["rgg_mean"], e["rgg_std"]), _pm(e["rgg_reduction_mean"],
                                                           e["rgg_reduction_std"])]
             paper = [_num(e[f"{m}_paper"]) for m in ACCURACY]
             paper += [_flops(e[f"{k}_paper"], e[f"{k}_pct_paper"]) for k in FLOPS]
+            paper += ["-"]  # the paper reports no wall time
             paper += [_num(e["rgg_paper"]), _num(e["rgg_reduction_paper"])]
             diff = [_num(e[f"{m}_diff"], sign=True) for m in ACCURACY]
             diff += [_num(e[f"{k}_pct_diff"], 0, sign=True) + (" pts" if e[f"{k}_pct_diff"]
                                                                is not None else "")
                      for k in FLOPS]
+            diff += ["-"]
             diff += [_num(e["rgg_diff"], sign=True), _num(e["rgg_reduction_diff"], sign=True)]
             out.append("| " + " | ".join(lead + [f"ours (n={e['seeds']})"] + ours) + " |")
             if all(v == "-" for v in paper):
