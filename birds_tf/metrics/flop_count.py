@@ -18,8 +18,10 @@ Conventions (also in docs/flops.md, "What is counted"):
   forward plus an input-gradient backward (2F, weight gradients are not needed), the weight
   update is a forward plus a full backward (3F), so one PGD-K step costs (2K + 3) F per image.
   F follows the run's per-layer density at every iteration (``metrics.csv`` per epoch, refined
-  by Flying Bird's mask-update events). Gradient growth costs one extra dense backward (2 F_dense)
-  per image of the batch at each mask update (an upper bound: only the weight-gradient half must
+  by Flying Bird's mask-update events), on the structure each epoch ran on (a run rebuilt
+  narrower records ``forward_flops``/``forward_flops_dense`` per epoch; every other run is
+  counted on its final structure). Gradient growth costs one extra dense backward (2 F_dense of
+  that epoch's structure) per image of the batch at each mask update (an upper bound: only the weight-gradient half must
   be dense); a dense pre-stage (Robust Bird's stage 1, OMP's
   pre-training) costs (2 K1 + 3) F_dense per image and epoch (3 F_dense when clean); a sparse
   fine-tuning pre-stage (IWI's) costs (2 K + 3) F at its masks' per-layer densities.
@@ -286,7 +288,8 @@ def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events
     """Measured training FLOPs of a run, integrated over its per-step density.
 
     ``history``: the per-epoch metric rows (``metrics.csv``), ``density/<layer>`` columns used
-    when present; ``events``: Flying Bird's mask updates (``step`` = the iteration after which
+    when present, ``forward_flops`` (and ``forward_flops_dense``) where a row's structure is not
+    ``counted``'s (a run rebuilt narrower during training); ``events``: Flying Bird's mask updates (``step`` = the iteration after which
     the masks changed, ``nnz_after`` = active weights afterwards); ``initial_densities``: the
     per-layer densities before the first iteration (``masks/epoch_000.npz``);
     ``finetune_*``: a sparse pre-stage (IWI's fine-tuning of the pruned net) of that many epochs
