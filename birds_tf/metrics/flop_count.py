@@ -21,8 +21,8 @@ Conventions (also in docs/flops.md, "What is counted"):
   by Flying Bird's mask-update events), on the structure each epoch ran on (a run rebuilt
   narrower records ``forward_flops``/``forward_flops_dense`` per epoch; every other run is
   counted on its final structure). Gradient growth costs one extra dense backward (2 F_dense of
-  that epoch's structure) per image of the batch at each mask update (an upper bound: only the weight-gradient half must
-  be dense); a dense pre-stage (Robust Bird's stage 1, OMP's
+  that epoch's structure) per image of the batch at each mask update (an upper bound: only the
+  weight-gradient half must be dense); a dense pre-stage (Robust Bird's stage 1, OMP's
   pre-training) costs (2 K1 + 3) F_dense per image and epoch (3 F_dense when clean); a sparse
   fine-tuning pre-stage (IWI's) costs (2 K + 3) F at its masks' per-layer densities.
   Validation/test evaluation is not training and is not counted.
@@ -289,9 +289,10 @@ def training_flops(counted, history, num_train, batch_size, pgd_steps=10, events
 
     ``history``: the per-epoch metric rows (``metrics.csv``), ``density/<layer>`` columns used
     when present, ``forward_flops`` (and ``forward_flops_dense``) where a row's structure is not
-    ``counted``'s (a run rebuilt narrower during training); ``events``: Flying Bird's mask updates (``step`` = the iteration after which
-    the masks changed, ``nnz_after`` = active weights afterwards); ``initial_densities``: the
-    per-layer densities before the first iteration (``masks/epoch_000.npz``);
+    ``counted``'s (a run rebuilt narrower during training); ``events``: Flying Bird's mask
+    updates (``step`` = the iteration after which the masks changed, ``nnz_after`` = active
+    weights afterwards); ``initial_densities``: the per-layer densities before the first
+    iteration (``masks/epoch_000.npz``);
     ``finetune_*``: a sparse pre-stage (IWI's fine-tuning of the pruned net) of that many epochs
     at those per-layer densities, (2 K_ft + 3) F_sparse per image and epoch. Returns a dict of
     totals: ``adversarial``, ``mask_updates``, ``stage1``, ``finetune`` and ``total``.
