@@ -11,8 +11,13 @@ The pieces a user takes into their own code are importable from here::
 The names load on first use (PEP 562), so the modules that only read JSON and CSV
 (``birds_tf.metrics.table``, ``birds_tf.utils.workdir``; ``launch.report``) start without
 TensorFlow. ``import birds_tf`` alone therefore registers no Keras class: call
-``birds_tf.register_keras_objects()`` before ``keras.models.load_model`` on a birds-tf model
-(``birds_tf.utils.workdir.load_model`` does).
+``birds_tf.register_keras_objects()`` before ``keras.models.load_model`` on a birds-tf model,
+or load it with ``birds_tf.utils.workdir.load_model`` (a workdir) or
+``birds_tf.utils.records.load_model`` (a ``.keras`` file), which import the modules the file
+names.
+
+This module is the public face above every package: birds-tf's own modules never import it
+(``tests/test_layering.py``), they import the module that holds a name.
 
 ``__version__`` is the package's one version: the wheel reads it (pyproject.toml) and
 CHANGELOG.md's newest entry must match it (tests/test_packaging.py).

@@ -88,9 +88,9 @@ def main(argv=None):
         _fail(e)
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
-    from birds_tf.evaluation import robustness
+    from birds_tf.evaluation import report as report_lib
     try:
-        report, out = robustness.evaluate_path(
+        report, out = report_lib.evaluate_path(
             FLAGS.workdir or FLAGS.saved_model, which=FLAGS.which, split=FLAGS.split,
             dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, data=FLAGS.data,
             attacks=FLAGS.attacks, eps=eps, n=FLAGS.n,
@@ -102,7 +102,7 @@ def main(argv=None):
         _fail(e)
     where = report["data"] or f"{report['dataset']} {report['split']}"
     print(f"{report['model']} on {where}, eps={report['eps']:.4g}")
-    print(robustness.format_table(report))
+    print(report_lib.format_table(report))
     for warning in report["warnings"]:
         print(f"WARNING: {warning}")
     print(f"report: {out}")

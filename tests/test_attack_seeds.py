@@ -45,9 +45,9 @@ def _recorder(seen):
 
 
 def test_split_evaluation_salts_each_batch(monkeypatch):
-    """``evaluation.run_one`` splits the data itself: its batches get distinct seeds, the same on a
-    rerun (resumable)."""
-    from birds_tf.evaluation.robustness import run_one
+    """``evaluation.batched.run_one`` splits the data itself: its batches get distinct seeds, the
+    same on a rerun (resumable)."""
+    from birds_tf.evaluation.batched import run_one
     seen = []
     monkeypatch.setitem(registry.ATTACKS, "recorder", (_recorder(seen), {}))
     net, (x, y) = _net(), _identical(10)

@@ -47,7 +47,7 @@ def saved_model(workdir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-    from birds_tf.evaluation.robustness import load_split
+    from birds_tf.evaluation.loaders import load_split
     x, y = load_split("digits", "test", n=64)
     path = str(tmp_path_factory.mktemp("evaluate_npz") / "digits64.npz")
     np.savez(path, x=x, y=y)
@@ -90,7 +90,7 @@ def test_saved_model_on_npz_matches_keras(workdir, saved_model, npz, tmp_path):
 
     from birds_tf.attacks import run_attack
     from birds_tf.evaluation import SavedModelClassifier, load_classifier
-    from birds_tf.evaluation.robustness import load_npz
+    from birds_tf.evaluation.loaders import load_npz
     x, y = load_npz(npz)
     wrapped = SavedModelClassifier(saved_model)  # the attacks need input gradients through it
     xt = tf.constant(x[:4])

@@ -10,7 +10,7 @@ def test_default_cw_is_the_papers_cw_l2():
     """Appendix A3.2: 1 search step on c, initial constant 0.1, 100 iterations, lr 0.01."""
     from birds_tf.attacks import cw_l2
     from birds_tf.attacks.registry import ATTACKS, resolve_kwargs
-    from birds_tf.evaluation.robustness import DEFAULT_ATTACKS
+    from birds_tf.evaluation.inputs import DEFAULT_ATTACKS
     from launch import evaluate as evaluate_cli
     assert "cw_l2" in DEFAULT_ATTACKS and "cw_inf" not in DEFAULT_ATTACKS
     assert evaluate_cli.FLAGS["attacks"].default.split(",") == list(DEFAULT_ATTACKS)
@@ -27,7 +27,8 @@ def test_no_doc_calls_cw_inf_the_papers_setting():
                          r"(?:to be|for) the paper)", re.I)
     paths = ["README.md", "docs/evaluation.md", "docs/authors-code.md", "launch/evaluate.py",
              "birds_tf/attacks/registry.py",
-             "birds_tf/attacks/pgd_restarts.py", "birds_tf/evaluation/robustness.py"]
+             "birds_tf/attacks/pgd_restarts.py", "birds_tf/evaluation/inputs.py",
+             "birds_tf/evaluation/report.py"]
     for path in paths:
         with open(os.path.join(ROOT, path)) as f:
             text = f.read()

@@ -87,7 +87,7 @@ def _adversarial(workdir, which, images, seed):
     cfg = Config.from_workdir(workdir)
     net = wd.load_model(workdir, which)
     xs, ys = [], []
-    for x, y in wd.splits(workdir, cfg).test:
+    for x, y in common.splits(workdir, cfg).test:
         xs.append(x.numpy())
         ys.append(y.numpy())
         if sum(len(v) for v in ys) >= images:
@@ -125,7 +125,7 @@ def gradcam_figure(workdirs, out=None, which="final", images=6, seed=0, layer=No
             _show(axes[r, c], x_adv[c])
             axes[r, c].imshow(cams[c], cmap="jet", alpha=0.5, vmin=0, vmax=1,
                               interpolation="bilinear")
-        axes[r, 0].set_ylabel(wd.label(path), fontsize=8)
+        axes[r, 0].set_ylabel(common.label(path), fontsize=8)
     fig.suptitle("Grad-CAM on PGD adversarial images")
     path = os.path.join(common.out_dir(workdirs[0], out), "gradcam.png")
     return [common.save(fig, path, workdirs)]
@@ -145,7 +145,7 @@ def saliency_figure(workdirs, out=None, which="final", images=6, seed=0, smooth_
             axes[r + 1, c].imshow(maps[c], cmap="hot", vmin=0, vmax=1, interpolation="nearest")
             axes[r + 1, c].set_xticks([])
             axes[r + 1, c].set_yticks([])
-        axes[r + 1, 0].set_ylabel(wd.label(path), fontsize=8)
+        axes[r + 1, 0].set_ylabel(common.label(path), fontsize=8)
     fig.suptitle("Saliency maps on PGD adversarial images")
     path = os.path.join(common.out_dir(workdirs[0], out), "saliency.png")
     return [common.save(fig, path, workdirs)]

@@ -17,7 +17,7 @@ def accuracy_figure(workdirs, out=None):
         res, rows = wd.results(path), wd.history(path)
         epochs = [row["epoch"] for row in rows]
         style = "-." if res.get("method") == "dense" else "-"
-        label = wd.label(path, res)
+        label = common.label(path, res)
         top.plot(epochs, [row.get("train_ra", np.nan) for row in rows], style, label=label)
         bottom.plot(epochs, [row.get("test_ra", np.nan) for row in rows], style, label=label)
     top.set_ylabel("Robust train accuracy (%)")
@@ -72,7 +72,7 @@ def density_figure(workdir, out=None):
     twin.set_ylabel("Robust test accuracy (%)")
     ax.legend(loc="upper left", fontsize=8)
     twin.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"Density over training: {wd.label(workdir, res)}")
+    ax.set_title(f"Density over training: {common.label(workdir, res)}")
     path = os.path.join(common.out_dir(workdir, out), "density.png")
     return [common.save(fig, path, [workdir])]
 
@@ -98,7 +98,7 @@ def layer_density_figure(workdirs, out=None):
     """Density of every masked layer, input to output, initial and final masks (Figure A10)."""
     series = []
     for path in workdirs:
-        label = wd.label(path)
+        label = common.label(path)
         series += [(f"{label} {name}", dens) for name, dens in _layer_densities(path)]
     layers = list(series[0][1])
     fig, ax = common.figure(max(7.0, 0.35 * len(layers) + 2), 5.0)
@@ -152,6 +152,6 @@ def mask_similarity_figure(workdir, out=None):
     fig.colorbar(image, ax=ax, label="similarity (1 - normalized Hamming)")
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Epoch")
-    ax.set_title(f"Mask similarity between epochs: {wd.label(workdir)}")
+    ax.set_title(f"Mask similarity between epochs: {common.label(workdir)}")
     path = os.path.join(common.out_dir(workdir, out), "mask_similarity.png")
     return [common.save(fig, path, [workdir])]

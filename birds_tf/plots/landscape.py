@@ -99,7 +99,7 @@ def landscape_figure(workdir, out=None, which="final", grid=11, span=1.0, batche
     """
     cfg = Config.from_workdir(workdir)
     net = wd.load_model(workdir, which)
-    data = wd.splits(workdir, cfg)
+    data = common.splits(workdir, cfg)
     dataset = {"train": data.train_eval, "val": data.val, "test": data.test}[split]
     taken = [(x.numpy(), y.numpy()) for x, y in dataset.take(batches)]
     coords, losses = loss_surface(net, taken, grid, span, robust, cfg.eval_attack(), seed)
@@ -119,6 +119,6 @@ def landscape_figure(workdir, out=None, which="final", grid=11, span=1.0, batche
     surface = fig.add_subplot(1, 2, 2, projection="3d")
     surface.plot_surface(a, b, losses, cmap="viridis", linewidth=0)
     surface.set_zlabel(f"{kind} loss")
-    fig.suptitle(f"Loss landscape ({kind}, {split} split, {which}): {wd.label(workdir)}")
+    fig.suptitle(f"Loss landscape ({kind}, {split} split, {which}): {common.label(workdir)}")
     path = os.path.join(folder, "landscape.png")
     return [common.save(fig, path, [workdir])]

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from birds_tf.training.adversarial import AdversarialModel, cross_entropy
+from birds_tf.utils import records
 
 __all__ = ["DistillationModel", "Teacher", "kd_loss", "load_teacher", "resolve_teacher_path",
            "check_teacher", "CHECKPOINTS"]
@@ -87,8 +88,7 @@ def load_teacher(path, checkpoint="best", role="teacher", strategy=None):
     kind, where = resolve_teacher_path(path, checkpoint, role)
     strategy = strategy or tf.distribute.get_strategy()
     if kind == "keras":
-        import birds_tf
-        birds_tf.register_keras_objects()  # the masked layers, by name
+        records.import_saved_classes(where)  # the masked layers, by name
         with strategy.scope():
             net = keras.models.load_model(where, compile=False)
         net.trainable = False

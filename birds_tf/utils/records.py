@@ -7,12 +7,15 @@ write is atomic: a crash mid-write leaves the previous file intact, never a torn
 import contextlib
 import csv
 import errno
+import importlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -120,6 +123,49 @@ def atomic_save_model(model, path):
                                 category=DeprecationWarning, module=r"keras\.")
         model.save(tmp)
         os.replace(tmp, path)
+
+
+# A module a saved model's config names for one of its classes: a birds_tf module only.
+_CLASS_MODULE = re.compile(r"birds_tf(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def import_saved_classes(path):
+    """Import the birds_tf modules whose Keras classes the ``.keras`` file at ``path`` uses.
+
+    Why: ``keras.models.load_model`` finds a registered class (``birds_tf>MaskedConv2D``) only
+    once its module ran. The file names each class's module (its config's ``module`` field), so
+    the bottom of the house loads exactly those, without importing the layers above it by name
+    (``birds_tf.register_keras_objects`` imports a fixed list from the top). Returns their names.
+    """
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found, todo = set(), [config]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            module = node.get("module")
+            if isinstance(module, str) and _CLASS_MODULE.fullmatch(module):
+                found.add(module)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    for module in sorted(found):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if not (error.name and (module + ".").startswith(error.name + ".")):
+                raise  # a module it imports is missing, not the one the file names
+            # Gone since the file was written: Keras' error names the class it cannot find.
+    return sorted(found)
+
+
+def load_model(path):
+    """The Keras model saved at ``path`` (a ``.keras`` file), uncompiled, birds_tf's classes
+    (masked layers, normaliser) imported first (``import_saved_classes``)."""
+    import keras
+
+    import_saved_classes(path)
+    return keras.models.load_model(path, compile=False)
 
 
 def write_json(path, payload):

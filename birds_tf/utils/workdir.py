@@ -1,6 +1,8 @@
-"""Reading a finished ``launch.train`` workdir: results, metrics, models, masks, data.
+"""Reading a finished ``launch.train`` workdir: results, metrics, models, masks.
 
-The run's settings are read by ``birds_tf.experiment.train_eval.Config.from_workdir``.
+The run's settings are read by ``birds_tf.experiment.train_eval.Config.from_workdir``; its data
+splits and a legend label by ``birds_tf.plots.common`` (``splits``, ``label``), the layers that
+know datasets and method names.
 
 Why: the report, the figures and the exporter all start from a workdir path given on a command
 line, and must fail with the path in the message when it is not one.
@@ -12,8 +14,7 @@ import re
 
 from birds_tf.utils import records
 
-__all__ = ["NotAWorkdirError", "check", "results", "history", "label", "load_model", "mask_files",
-           "splits"]
+__all__ = ["NotAWorkdirError", "check", "results", "history", "load_model", "mask_files"]
 
 
 class NotAWorkdirError(ValueError):
@@ -44,43 +45,16 @@ def history(workdir):
     return records.read_metrics_csv(os.path.join(check(workdir, ("metrics.csv",)), "metrics.csv"))
 
 
-def label(workdir, res=None):
-    """A legend label: the paper's method name and the target sparsity."""
-    from birds_tf.metrics.table import METHOD_NAMES
-    res = res or results(workdir)
-    name = METHOD_NAMES.get(res.get("method"), res.get("method", os.path.basename(workdir)))
-    sparsity = float(res.get("target_sparsity") or 0.0)
-    return f"{name} ({100 * sparsity:.0f}%)" if sparsity else name
-
-
 def load_model(workdir, which="final"):
     """The saved classifier (masks included): ``checkpoints/{which}.keras``."""
     if which not in ("best", "final"):
         raise ValueError(f"which must be 'best' or 'final', got {which!r}.")
     path = os.path.join(check(workdir, (f"checkpoints/{which}.keras",)), "checkpoints",
                         f"{which}.keras")
-    import keras
-
-    import birds_tf
-    birds_tf.register_keras_objects()  # the masked layers, by name
-    return keras.models.load_model(path, compile=False)
+    return records.load_model(path)
 
 
 def mask_files(workdir):
     """``[(epoch, path)]`` of the per-epoch masks a sparse run saved, in epoch order."""
     paths = glob.glob(os.path.join(os.fspath(workdir), "masks", "epoch_*.npz"))
     return sorted((int(re.search(r"epoch_(\d+)", p).group(1)), p) for p in paths)
-
-
-def splits(workdir, cfg):
-    """The run's dataset splits, as it was trained on (same limits and seed).
-
-    Args:
-      workdir: the run's folder (checked).
-      cfg: its settings, ``birds_tf.experiment.train_eval.Config.from_workdir(workdir)``.
-    """
-    from birds_tf import data as data_lib
-    check(workdir, ())
-    return data_lib.get_dataset(cfg.dataset, batch_size=cfg.batch_size, data_dir=cfg.data_dir,
-                                seed=cfg.seed, eval_batch_size=cfg.eval_batch_size,
-                                max_train=cfg.max_train, max_eval=cfg.max_eval)
