@@ -1,7 +1,7 @@
 """Flying Bird+ in birds-tf against the authors' code: the agreement statistics of issue 23.
 
   python -m benchmarks.official_agreement --tf=OUT_TF --torch=OUT_TORCH --label=random
-      [--seeds 6] [--torch_log_dir OUT_TORCH/logs] [--save results/side_by_side/random]
+      [--seeds 6] [--method fbp|dense] [--torch_log_dir DIR] [--save results/side_by_side/random]
 
 Reads the runs that ``../shared/official_side_by_side/run.sh`` writes (``OUT/tf/fbp_s<k>/`` and
 ``OUT/torch/fbp_s<k>/``, each with ``results.json``; birds-tf's ``metrics.csv`` for per-layer
@@ -33,7 +33,11 @@ from birds_tf.metrics.paired import t_quantile, t_two_sided_p
 SMALL = ("conv1", "layer2_0_shortcut", "layer3_0_shortcut", "layer4_0_shortcut")
 FIGURES = (("ra_final", "RA final", 2.5), ("ra_best", "RA best", 2.5),
            ("sa_final", "SA final", None), ("sparsity", "final sparsity %", 1.0),
-           ("prune_more", "prune-more epochs", 3.0), ("grow_more", "grow-more epochs", 3.0))
+           ("prune_more", "prune-more epochs", 3.0), ("grow_more", "grow-more epochs", 3.0),
+           ("rgg_final", "RGG (train RA final - test RA final)", None),
+           ("train_ra_final", "train RA final (PGD-20, whole train split, eval mode)", None),
+           ("train_ra_running_final", "running train RA, last epoch (PGD-10, train mode)", None))
+DENSE_FIGURES = tuple(f for f in FIGURES if f[0] not in ("sparsity", "prune_more", "grow_more"))
 
 
 def welch(a, b, confidence=0.95):
@@ -114,30 +118,43 @@ def read_run(workdir, side, log=None):
             "mask_updates": r.get("mask_updates"), "small_layers": layers}
 
 
-def collect(tf_out, torch_out, seeds, torch_log_dir=None):
+def collect(tf_out, torch_out, seeds, torch_log_dir=None, method="fbp"):
+    """``{"tf": {seed: figures}, "torch": {...}}``; ``tf_out`` / ``torch_out`` may each be a
+    list of run.sh OUT folders (a later seed range run into another folder)."""
     runs = {"tf": {}, "torch": {}}
+    tf_outs = [tf_out] if isinstance(tf_out, str) else list(tf_out)
+    torch_outs = [torch_out] if isinstance(torch_out, str) else list(torch_out)
     for seed in seeds:
-        runs["tf"][seed] = read_run(os.path.join(tf_out, "tf", f"fbp_s{seed}"), "tf")
-        log = os.path.join(torch_log_dir or os.path.join(torch_out, "logs"),
-                           f"torch_fbp_s{seed}.log")
-        runs["torch"][seed] = read_run(os.path.join(torch_out, "torch", f"fbp_s{seed}"),
-                                       "torch", log)
+        for out in tf_outs:
+            run = read_run(os.path.join(out, "tf", f"{method}_s{seed}"), "tf")
+            if run is not None:
+                runs["tf"][seed] = run
+        runs["tf"].setdefault(seed, None)
+        for out in torch_outs:
+            log = os.path.join(torch_log_dir or os.path.join(out, "logs"),
+                               f"torch_{method}_s{seed}.log")
+            run = read_run(os.path.join(out, "torch", f"{method}_s{seed}"), "torch", log)
+            if run is not None:
+                runs["torch"][seed] = run
+        runs["torch"].setdefault(seed, None)
     return runs
 
 
-def report(runs, label):
+def report(runs, label, method="fbp"):
     """The table (markdown) and whether every verdict holds."""
     tf = [r for r in runs["tf"].values() if r]
     to = [r for r in runs["torch"].values() if r]
-    lines = [f"FB+ side by side, {label} growth: birds-tf n={len(tf)}, authors' code n={len(to)}",
+    name = "FB+" if method == "fbp" else "Dense PGD-AT"
+    lines = [f"{name} side by side, {label}: birds-tf n={len(tf)}, authors' code n={len(to)}",
              "", "| figure | birds-tf | authors' code | difference (Welch 95% CI) | verdict |",
              "|---|---|---|---|---|"]
     ok = True
-    for key, name, bound in FIGURES:
-        a, b = [r[key] for r in tf], [r[key] for r in to]
+    for key, name, bound in (FIGURES if method == "fbp" else DENSE_FIGURES):
+        a = [r[key] for r in tf if r.get(key) is not None]
+        b = [r[key] for r in to if r.get(key) is not None]
         if len(a) < 2 or len(b) < 2:
             lines.append(f"| {name} | n={len(a)} | n={len(b)} | n/a | missing |")
-            ok = False
+            ok &= bound is None  # a missing information row decides nothing
             continue
         w = welch(a, b)
         cell = lambda v: f"{statistics.fmean(v):.2f} +- {statistics.stdev(v):.2f}"  # noqa: E731
@@ -153,6 +170,9 @@ def report(runs, label):
             ok &= good
         lines.append(f"| {name} | {cell(a)} | {cell(b)} | {w['diff']:+.2f} "
                      f"[{w['low']:+.2f}, {w['high']:+.2f}], p {w['p']:.2f} | {verdict} |")
+    if method != "fbp":
+        lines += ["", "Verdict: " + ("AGREE" if ok else "DISAGREE")]
+        return "\n".join(lines), ok
     lines += ["", "Final density of the small layers per seed (birds-tf / authors' code; "
               "stem = conv1, 72 weights):", "",
               "| seed | " + " | ".join(SMALL) + " |", "|---" * (len(SMALL) + 1) + "|"]
@@ -175,8 +195,11 @@ def report(runs, label):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tf", help="run.sh's OUT holding tf/fbp_s<k>/")
-    p.add_argument("--torch", help="run.sh's OUT holding torch/fbp_s<k>/ and logs/")
+    p.add_argument("--tf", action="append", help="run.sh's OUT holding tf/<method>_s<k>/ "
+                   "(repeat for several folders)")
+    p.add_argument("--torch", action="append", help="run.sh's OUT holding torch/<method>_s<k>/ "
+                   "and logs/ (repeat for several folders)")
+    p.add_argument("--method", choices=("fbp", "dense"), default="fbp")
     p.add_argument("--torch_log_dir", default=None)
     p.add_argument("--label", default="random")
     p.add_argument("--seeds", type=int, default=6)
@@ -190,19 +213,20 @@ def main(argv=None):
         with open(path) as f:
             saved = json.load(f)
         runs = {side: {int(s): v for s, v in saved["runs"][side].items()} for side in saved["runs"]}
-        label = saved["label"]
+        label, a.method = saved["label"], saved.get("method", "fbp")
     else:
         if not (a.tf and a.torch):
             raise SystemExit("official_agreement: pass --tf and --torch (run.sh's OUT folders) "
                              "or --from_saved.")
-        runs = collect(a.tf, a.torch, range(1, a.seeds + 1), a.torch_log_dir)
+        runs = collect(a.tf, a.torch, range(1, a.seeds + 1), a.torch_log_dir, a.method)
         label = a.label
-    text, ok = report(runs, label)
+    text, ok = report(runs, label, a.method)
     print(text)
     if a.save:
         os.makedirs(a.save, exist_ok=True)
         with open(os.path.join(a.save, "runs.json"), "w") as f:
-            json.dump({"label": label, "runs": runs}, f, indent=1, sort_keys=True)
+            json.dump({"label": label, "method": a.method, "runs": runs}, f, indent=1,
+                      sort_keys=True)
         with open(os.path.join(a.save, "table.md"), "w") as f:
             f.write(text + "\n")
     return 0 if ok else 1
