@@ -69,3 +69,20 @@ def test_readers(tmp_path):
     assert oa._torch_layers(str(log)) == {"conv1": 1.0, "layer2_0_shortcut": 0.977}
     assert oa.read_run(str(tmp_path / "missing"), "tf") is None
     assert not math.isnan(r["ra_final"])
+
+
+def test_committed_tables_regenerate():
+    """docs/authors-code.md quotes results/side_by_side/*/table.md: each must be what the
+    committed per-seed figures give."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results",
+                        "side_by_side")
+    folders = sorted(os.listdir(root))
+    assert {"fb_plus_random", "fb_plus_gradient", "dense"} <= set(folders)
+    for name in folders:
+        with open(os.path.join(root, name, "runs.json")) as f:
+            saved = json.load(f)
+        runs = {side: {int(s): v for s, v in saved["runs"][side].items()} for side in saved["runs"]}
+        text, ok = oa.report(runs, saved["label"], saved["method"])
+        with open(os.path.join(root, name, "table.md")) as f:
+            assert f.read() == text + "\n", name
+        assert ok == (name != "fb_plus_random_seeds1-6"), name
