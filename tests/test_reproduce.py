@@ -46,9 +46,10 @@ def test_bad_input_is_refused_before_training(tmp_path, kwargs, match):
 
 def test_a_row_whose_config_is_missing_is_refused_before_training(tmp_path, monkeypatch):
     # Every row has its config today; a checkout that lost one must still fail early and clearly.
-    exists = os.path.exists
-    monkeypatch.setattr(reproduce.os.path, "exists",
-                        lambda p: p != "gin/omp_vgg16.gin" and exists(p))
+    from birds_tf.experiment import configs
+    find = configs.find_config
+    monkeypatch.setattr(configs, "find_config",
+                        lambda p: None if p == "gin/omp_vgg16.gin" else find(p))
     out = tmp_path / "out"
     with pytest.raises(reproduce.ReproduceError, match=r"Table A10 needs configs that do not "
                        r"exist: gin/omp_vgg16.gin \(row omp\).*--rows=dense"):

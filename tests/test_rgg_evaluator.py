@@ -92,7 +92,8 @@ def test_finish_measures_train_ra_on_unaugmented_train_split_with_eval_attack(tm
     exp = types.SimpleNamespace(config=config, history=[row], splits=splits, strategy=None,
                                 smoothing=types.SimpleNamespace(results=lambda e, m: {}),
                                 path=lambda name: str(tmp_path / name))
-    plugin = types.SimpleNamespace(sparse=False, results=lambda e, m: {}, costs=lambda e, m: None)
+    plugin = types.SimpleNamespace(sparse=False, results=lambda e, m: {}, costs=lambda e, m: None,
+                                   settings_record=lambda e: {})
     net = _net()
     results = experiment.finish(exp, plugin, types.SimpleNamespace(net=net), 1.0)
     assert seen["dataset"] == "unaugmented" and seen["net"] is net and seen["seed"] == 9

@@ -105,8 +105,12 @@ def test_wheel_holds_the_package_configs_and_launchers_only(installed):
     tops = {n.split("/")[0] for n in names}
     assert tops == {"birds_tf", os.path.basename(wheel).split("-py3")[0] + ".dist-info"}, tops
     assert not [n for n in names if FORBIDDEN.search(n)]
-    gins = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("birds_tf/configs/gin/"))
-    assert gins == sorted(n for n in os.listdir(os.path.join(ROOT, "gin")) if n.endswith(".gin"))
+    prefix = "birds_tf/configs/gin/"
+    gins = sorted(n[len(prefix):] for n in names if n.startswith(prefix))
+    source = os.path.join(ROOT, "gin")
+    assert gins == sorted(os.path.relpath(os.path.join(folder, n), source)
+                          for folder, _, files in os.walk(source) for n in files
+                          if n.endswith(".gin"))
     launchers = {n for n in names if n.startswith("birds_tf/launch/")}
     assert {f"birds_tf/launch/{n}" for n in os.listdir(os.path.join(ROOT, "launch"))
             if n.endswith(".py")} == launchers
