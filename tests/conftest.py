@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gc  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -41,12 +42,16 @@ tf = _start_tensorflow()
 
 import keras  # noqa: E402
 
+gc.freeze()  # TensorFlow's and Keras' import-time objects: never garbage
+
 
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
     yield
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # its full gc.collect frees this test's garbage, then
+    gc.freeze()  # the survivors leave the collector's view: the next test's collection scans only
+    # what it allocates (0.4-2.5 s a test otherwise, a third of the suite's time, with TF loaded)
 
 
 @pytest.fixture
