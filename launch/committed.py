@@ -72,8 +72,65 @@ def _seconds(value):
     return f"{value / 60:.1f} min" if value is not None else "?"
 
 
+def load_search(folder):
+    """``[(candidate folder name, choice.json)]`` of ``launch.setting_search``'s kept records."""
+    if not os.path.isdir(folder):
+        return []
+    return [(name, _read_json(os.path.join(folder, name, "choice.json")))
+            for name in sorted(os.listdir(folder))
+            if os.path.exists(os.path.join(folder, name, "choice.json"))]
+
+
+def _cell(values, digits=2):
+    from birds_tf.metrics.reproduction import mean_std
+    mean, std = mean_std(values)
+    return "-" if mean is None else f"{mean:.{digits}f}" + ("" if std is None else
+                                                            f" ± {std:.{digits}f}")
+
+
+def search_block(folder):
+    """The candidate table of the setting search, recomputed from the kept validation curves:
+    fall raw = highest per-epoch validation RA - the last; fall smoothed =
+    ``overfitting.smoothed_drop`` of the curve; gap = final train RA - final validation RA under
+    the final attack. Means ± sample std over seeds."""
+    from birds_tf.metrics import overfitting
+    found = load_search(folder)
+    if not found:
+        return (f"No candidate record is kept under `{folder}/` yet (`python -m "
+                "launch.setting_search --candidate=...` writes one).\n")
+    head = ["candidate", "training images", "width", "epochs (lr x0.1 at)", "eps", "seeds",
+            "train RA", "val RA best", "val RA final", "fall smoothed", "fall raw",
+            "gap (train - val)", "both signs", "wall min a run"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, choice in found:
+        st, seeds = choice["setting"], choice["seeds"]
+        curves = [sd["val_ra_curve"] for sd in seeds]
+        best = [max(c) for c in curves]
+        final = [c[-1] for c in curves]
+        raw = [b - f for b, f in zip(best, final)]
+        smooth = [overfitting.smoothed_drop(c) for c in curves]
+        gap = [sd["train_ra"] - sd["val_ra_gap"] for sd in seeds]
+        met = overfitting.meets(sum(gap) / len(gap), sum(smooth) / len(smooth))
+        width = (st.get("arch_kwargs") or {}).get("width", "?")
+        milestones = ", ".join(str(m) for m in st.get("milestones") or ())
+        walls = [sd["wall_seconds"] for sd in seeds if sd.get("wall_seconds") is not None]
+        out.append("| " + " | ".join([
+            f"`{choice['candidate']}`", f"{st.get('max_train')}", f"{width}",
+            f"{st.get('epochs')} ({milestones})", f"{st.get('train_eps'):g}", f"{len(seeds)}",
+            _cell([sd["train_ra"] for sd in seeds]), _cell(best), _cell(final), _cell(smooth),
+            _cell(raw), _cell(gap), "yes" if met else "no",
+            _cell([w / 60 for w in walls], 1) if walls else "?"]) + " |")
+    out += ["", f"From `{folder}/*/choice.json` (validation numbers and curves only; no test "
+            f"number is kept). Both signs: mean gap >= {overfitting.MIN_RGG:g} and mean smoothed "
+            f"fall >= {overfitting.MIN_DROP:g} points. Regenerate: `python -m launch.report "
+            f"--results={folder} --update=RESULTS.md`."]
+    return "\n".join(out) + "\n"
+
+
 def block(folder, target="RESULTS.md"):
     """The generated Markdown for one results folder (no markers)."""
+    if not os.path.exists(os.path.join(folder, "reproduce.json")) and load_search(folder):
+        return search_block(folder)
     marker, runs = load(folder)
     command = DEFAULT_COMMAND.format(folder=folder)
     if not runs:

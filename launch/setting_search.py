@@ -26,6 +26,9 @@ flags.DEFINE_string("candidate", None, "The candidate's gin file (gin/offline_se
 flags.DEFINE_integer("seeds", 3, "Seeds (train_eval.seed = 1..N).", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "Output folder (default runs/setting_search/<candidate>).",
                     flag_values=FLAGS)
+flags.DEFINE_string("results_dir", "results/setting_search", "Where the candidate's record "
+                    "(choice.json: validation numbers and curves, each seed's config.gin) is "
+                    "kept, to commit; '' keeps none.", flag_values=FLAGS)
 flags.DEFINE_multi_string("extra_gin_bindings", [], "Gin bindings after the candidate (tests).",
                           flag_values=FLAGS)
 
@@ -102,8 +105,47 @@ def table(per_seed, summary, seconds):
     return "\n".join(out), ok
 
 
-def run(candidate, seeds=3, out=None, gin_bindings=(), verbose=1):
-    """Train (or resume, or reuse) the seeds; returns (markdown, summary, met)."""
+# What choice.json keeps of a seed's config.json: the knobs the candidates vary.
+SETTING_KEYS = ("dataset", "max_train", "augment", "arch_kwargs", "epochs", "lr", "milestones",
+                "batch_size", "train_eps", "train_steps", "eval_eps", "eval_steps", "max_eval",
+                "final_test_steps")
+
+
+def record(candidate, workdirs, per_seed, seconds, summary, met):
+    """choice.json's content: validation numbers only (curves included, so the falls can be
+    recomputed by hand), never a test number: the setting is chosen before any is read."""
+    from birds_tf.utils import records
+    seeds = []
+    for workdir, signs, sec in zip(workdirs, per_seed, seconds):
+        history = records.read_metrics_csv(os.path.join(workdir, "metrics.csv"))
+        seeds.append(dict(signs, wall_seconds=sec,
+                          val_ra_curve=[float(r["val_ra"]) for r in history],
+                          val_robust_loss_curve=[float(r["val_robust_loss"]) for r in history],
+                          train_ra_curve=[float(r["train_ra"]) for r in history]))
+    import json
+    with open(os.path.join(workdirs[0], "config.json")) as f:
+        config = json.load(f)
+    return {"candidate": candidate, "setting": {k: config.get(k) for k in SETTING_KEYS},
+            "seeds": seeds, "summary": {k: list(v) for k, v in summary.items()}, "met": met}
+
+
+def keep(results_dir, candidate, workdirs, choice):
+    """``<results_dir>/<candidate>/``: choice.json and each seed's config.gin (kilobytes)."""
+    import shutil
+    from birds_tf.utils import records
+    target = os.path.join(results_dir, os.path.splitext(os.path.basename(candidate))[0])
+    for k, workdir in enumerate(workdirs, 1):
+        os.makedirs(os.path.join(target, f"seed{k}"), exist_ok=True)
+        shutil.copyfile(os.path.join(workdir, "config.gin"),
+                        os.path.join(target, f"seed{k}", "config.gin"))
+    records.write_json(os.path.join(target, "choice.json"), choice)
+    return target
+
+
+def run(candidate, seeds=3, out=None, gin_bindings=(), verbose=1, results_dir=None):
+    """Train (or resume, or reuse) the seeds; returns (markdown, summary, met).
+
+    ``results_dir``: keep the candidate's record there (``keep``) to commit."""
     runs = plan(candidate, seeds, out, gin_bindings)
     from birds_tf.metrics import overfitting
     from birds_tf.utils import records
@@ -120,9 +162,10 @@ def run(candidate, seeds=3, out=None, gin_bindings=(), verbose=1):
     md, ok = table(per_seed, summary, seconds)
     folder = os.path.dirname(runs[0][2])
     records.atomic_write_text(os.path.join(folder, "choice.md"), md + "\n")
-    records.write_json(os.path.join(folder, "choice.json"),
-                       {"candidate": candidate, "seeds": per_seed, "wall_seconds": seconds,
-                        "summary": {k: list(v) for k, v in summary.items()}, "met": ok})
+    choice = record(candidate, [r[2] for r in runs], per_seed, seconds, summary, ok)
+    records.write_json(os.path.join(folder, "choice.json"), choice)
+    if results_dir:
+        keep(results_dir, candidate, [r[2] for r in runs], choice)
     return md, summary, ok
 
 
@@ -135,7 +178,8 @@ def main(argv=None):
     quiet.start_tensorflow(FLAGS.verbosity)
     try:
         md, _, _ = run(FLAGS.candidate, FLAGS.seeds, FLAGS.out, FLAGS.extra_gin_bindings,
-                       verbose=cli.train_verbose(FLAGS.verbosity))
+                       verbose=cli.train_verbose(FLAGS.verbosity),
+                       results_dir=FLAGS.results_dir or None)
     except SearchError as e:
         raise SystemExit(f"launch.setting_search: {e}") from None
     print()

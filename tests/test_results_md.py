@@ -178,3 +178,31 @@ def test_reproduced_table_shows_each_rows_measured_seconds_beside_its_flops():
     assert float(table["fb_plus"]["seconds_std"]) == pytest.approx(18 ** 0.5)
     assert float(table["fb_plus"]["seconds_pct_mean"]) == pytest.approx(100 * 63 / 110)
     assert table["fb_plus"]["seconds_paper"] == ""
+
+
+def test_search_block_recomputes_the_signs_from_the_kept_curves(tmp_path):
+    """The candidate table: falls and gaps by hand from hand-made validation curves."""
+    folder = tmp_path / "setting_search"
+    curves = {1: [10.0, 60.0, 60.0, 60.0, 60.0, 60.0, 40.0],
+              2: [12.0, 40.0, 44.0, 46.0, 45.0, 47.0, 47.0]}
+    seeds = [{"train_ra": 80.0 + k, "val_ra_gap": 60.0 - k, "val_ra_curve": c,
+              "wall_seconds": 60.0 * k} for k, c in curves.items()]
+    (folder / "c1_x").mkdir(parents=True)
+    (folder / "c1_x" / "choice.json").write_text(json.dumps(
+        {"candidate": "gin/offline_search/c1_x.gin", "met": None,
+         "setting": {"max_train": 256, "arch_kwargs": {"width": 8}, "epochs": 7,
+                     "milestones": [2, 4], "train_eps": 0.1},
+         "seeds": seeds}))
+    md = committed.block(str(folder))
+    row = [c.strip() for c in
+           next(line for line in md.splitlines() if "c1_x.gin" in line).split("|")[1:-1]]
+    assert row[1:6] == ["256", "8", "7 (2, 4)", "0.1", "2"]
+    assert row[6] == "81.50 ± 0.71"
+    assert row[7] == "53.50 ± 9.19" and row[8] == "43.50 ± 4.95"     # (60, 47), (40, 47)
+    # 5-epoch moving averages: seed 1 50, 60, 56 -> fall 4; seed 2 37.4, 44.4, 45.8 -> 0.
+    assert row[9] == f"2.00 ± {stats.tstd([4.0, 0.0]):.2f}"
+    assert row[10] == f"10.00 ± {stats.tstd([20.0, 0.0]):.2f}"      # raw: 60 - 40, 47 - 47
+    assert row[11] == f"23.00 ± {stats.tstd([22.0, 24.0]):.2f}"     # 81 - 59, 82 - 58
+    assert row[12] == "no"                                          # gap >= 15 but fall < 3
+    assert row[13] == "1.5 ± 0.7"
+    assert "no test number" in md

@@ -75,7 +75,9 @@ def test_tiny_candidate_prints_validation_signs_only(tmp_path, capsys):
         "train_eval.eval_steps = 1\ntrain_eval.final_test = True\n"
         "train_eval.final_test_steps = 2\n")
     out = tmp_path / "search"
-    md, summary, met = setting_search.run(str(candidate), 1, str(out), verbose=0)
+    kept = tmp_path / "results"
+    md, summary, met = setting_search.run(str(candidate), 1, str(out), verbose=0,
+                                          results_dir=str(kept))
     res = json.loads((out / "seed1" / "results.json").read_text())
     history = records.read_metrics_csv(str(out / "seed1" / "metrics.csv"))
     val = [r["val_ra"] for r in history]
@@ -87,6 +89,15 @@ def test_tiny_candidate_prints_validation_signs_only(tmp_path, capsys):
     assert "test" not in md.lower()
     choice = json.loads((out / "choice.json").read_text())
     assert choice["met"] == met and choice["candidate"] == str(candidate)
+    # The kept record: validation curves and each seed's config, no test number anywhere.
+    held = json.loads((kept / "tiny" / "choice.json").read_text())
+    assert held == choice and held["seeds"][0]["val_ra_curve"] == val
+    assert held["setting"]["max_train"] == 64 and held["setting"]["epochs"] == 3
+    assert (kept / "tiny" / "seed1" / "config.gin").read_text() == \
+        (out / "seed1" / "config.gin").read_text()
+    assert sorted(os.listdir(kept / "tiny")) == ["choice.json", "seed1"]
+    keys = [k for sd in held["seeds"] for k in sd] + list(held["setting"]) + list(held)
+    assert not [k for k in keys if "test" in k and k != "final_test_steps"], keys
     _check_final_test(str(out / "seed1"), res, history)
     capsys.readouterr()
     # Rerun: the finished seed is reused, the numbers are the same.
