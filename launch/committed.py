@@ -122,7 +122,8 @@ def search_block(folder):
             _cell([w / 60 for w in walls], 1) if walls else "?"]) + " |")
     out += ["", f"From `{folder}/*/choice.json` (validation numbers and curves only; no test "
             f"number is kept). Both signs: mean gap >= {overfitting.MIN_RGG:g} and mean smoothed "
-            f"fall >= {overfitting.MIN_DROP:g} points. Regenerate: `python -m launch.report "
+            f"fall >= {overfitting.MIN_DROP:g} points. Wall: each run's own training seconds, "
+            "on a machine that may have been shared (load is not recorded). Regenerate: `python -m launch.report "
             f"--results={folder} --update=RESULTS.md`."]
     return "\n".join(out) + "\n"
 

@@ -115,14 +115,16 @@ def record(candidate, workdirs, per_seed, seconds, summary, met):
     """choice.json's content: validation numbers only (curves included, so the falls can be
     recomputed by hand), never a test number: the setting is chosen before any is read."""
     from birds_tf.utils import records
+    import json
     seeds = []
     for workdir, signs, sec in zip(workdirs, per_seed, seconds):
         history = records.read_metrics_csv(os.path.join(workdir, "metrics.csv"))
-        seeds.append(dict(signs, wall_seconds=sec,
+        with open(os.path.join(workdir, "results.json")) as f:
+            trained = json.load(f).get("seconds")  # the run's own time; a reused seed's call is
+        seeds.append(dict(signs, wall_seconds=trained if trained is not None else sec,  # short
                           val_ra_curve=[float(r["val_ra"]) for r in history],
                           val_robust_loss_curve=[float(r["val_robust_loss"]) for r in history],
                           train_ra_curve=[float(r["train_ra"]) for r in history]))
-    import json
     with open(os.path.join(workdirs[0], "config.json")) as f:
         config = json.load(f)
     return {"candidate": candidate, "setting": {k: config.get(k) for k in SETTING_KEYS},
