@@ -84,7 +84,7 @@ def test_rows_are_unique_and_point_at_existing_methods(monkeypatch):
 @pytest.mark.parametrize("table", ["1", "2", "A17"])
 def test_offline_scale_gives_every_row_a_valid_cpu_config(monkeypatch, tmp_path, table):
     """Each row's config with gin/offline.gin on top passes the experiment's and the method's
-    own validation, on the animals data and the 24-epoch schedule."""
+    own validation, on the animals data and the 64-epoch schedule."""
     import gin
     from launch import common, reproduce
     from birds_tf.experiment import method as methods
@@ -99,7 +99,7 @@ def test_offline_scale_gives_every_row_a_valid_cpu_config(monkeypatch, tmp_path,
                                       if k in experiment.Config.__dataclass_fields__})
         config.milestones = tuple(config.milestones)
         config.validate()
-        assert (config.dataset, config.epochs, config.augment) == ("animals", 24, False), row
+        assert (config.dataset, config.epochs, config.augment) == ("animals", 64, False), row
         width = config.arch_kwargs["width"]
         assert width == (2 if row.arch == "wide_resnet34_10" else 8), row
         methods.get(config.method)(config)
