@@ -36,6 +36,9 @@ def _time(fn, repeats):
 def _tf_side(batch, width, repeats):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+    if os.environ.get("TF_NUM_INTRAOP_THREADS"):  # pgd_at --threads (ours_step does the same)
+        tf.config.threading.set_intra_op_parallelism_threads(
+            int(os.environ["TF_NUM_INTRAOP_THREADS"]))
     out = {}
     for size, cin, cout, stride, _ in SHAPES:
         cin, cout = cin * width, cout * width

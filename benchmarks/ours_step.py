@@ -49,6 +49,7 @@ def main():
     import numpy as np
     import keras
     import tensorflow as tf
+    apply_thread_env(tf)
     if a.replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -110,9 +111,10 @@ def main():
             run_attack(a.eval, net, x[:warm], y[:warm], batch_size=a.batch, **settings)
         out["warmup_s"] = round(time.perf_counter() - t0, 2)
         with trained_model.count_autoattack() as stats:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = run_attack(a.eval, net, x, y, batch_size=a.batch, **settings)
             out["images_per_s"] = round(n / (time.perf_counter() - t0), 3)
+            out["cpu_s"] = round(time.process_time() - c0, 2)
         out["robust_fraction"] = float(result["robust"].mean())
         out["eval"] = a.eval
         out.update(trained)
@@ -161,6 +163,15 @@ def main():
         out["mask_update_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
+
+
+def apply_thread_env(tf):
+    """Honour the bench's thread cap (``pgd_at --threads``) explicitly, before any op runs."""
+    threading = tf.config.threading
+    if os.environ.get("TF_NUM_INTRAOP_THREADS"):
+        threading.set_intra_op_parallelism_threads(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
+    if os.environ.get("TF_NUM_INTEROP_THREADS"):
+        threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
 
 
 def _pipeline(batch, n=8192):

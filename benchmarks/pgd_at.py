@@ -47,8 +47,18 @@ def torch_python():
     return python
 
 
+# Threads of every process the bench starts, both sides (--threads; empty: each library's default).
+THREAD_ENV = {}
+
+
+def thread_env(threads):
+    """Environment that caps TensorFlow's and PyTorch's (OpenMP's) threads at ``threads``."""
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
+
+
 def _json_line(cmd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, **THREAD_ENV)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -124,10 +134,20 @@ def commit():
     return (head + ("+changes" if dirty else "")) or None
 
 
+def _load_average():
+    """The 1-minute load average at the start (above the core count: the figures are loaded)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def header():
     """The first line of a run: which CPU and code the figures belong to."""
     line = {"name": "header", "cpu": cpu_model(), "cpu_flags": cpu_flags(),
-            "logical_cpus": os.cpu_count(), "commit": commit()}
+            "logical_cpus": os.cpu_count(), "commit": commit(),
+            "threads": THREAD_ENV.get("OMP_NUM_THREADS", "default"),
+            "load_average": _load_average()}
     print(json.dumps(line), flush=True)
     return line
 
@@ -166,7 +186,15 @@ def main(argv=None):
                         "(default 1 with --quick, 2 otherwise)")
     p.add_argument("--only", default="",
                    help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="cap both sides at this many threads (a loaded machine: 1 each keeps "
+                        "PyTorch's OpenMP from spinning against other work; default: none)")
     a = p.parse_args(argv)
+    if a.threads < 0:
+        p.error(f"--threads must be >= 0 (0: each library's default), got {a.threads}")
+    THREAD_ENV.clear()
+    if a.threads:
+        THREAD_ENV.update(thread_env(a.threads))
     parts = set(a.only.split(",")) if a.only else set(PARTS)
     if parts - set(PARTS):
         p.error(f"--only names unknown part(s) {sorted(parts - set(PARTS))}; "
@@ -325,6 +353,8 @@ def trained_eval_line(quick, width=16, batch=64, images=None, train_steps=TRAIN_
                 attack_seconds=run["attack_seconds"],
                 reference_attack_seconds=ref["attack_seconds"],
                 warmup_attacked=run["warmup_attacked"], warmup_s=run["warmup_s"],
+                cpu_s=run["cpu_s"], reference_cpu_s=ref["cpu_s"],
+                reference_threads=ref["threads"],
                 robust_fraction=run["robust_fraction"],
                 reference_robust_fraction=ref["robust_fraction"],
                 robust_images_differ=round(abs(run["robust_fraction"]

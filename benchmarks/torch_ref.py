@@ -142,15 +142,16 @@ def evaluate(script, npz, attack, width, batch, warmup=4):
         torch.nn.functional.cross_entropy(model(xw), y).backward()
     warm_stats = {k: v["images"] for k, v in stats.items()}
     stats.clear()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     robust = []
     for lo in range(0, len(x), batch):
         adv = atk(x[lo:lo + batch], y[lo:lo + batch])
         with torch.no_grad():
             robust.append(model(adv).argmax(1) == y[lo:lo + batch])
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     robust = torch.cat(robust) & (clean_logits.argmax(1) == y)
     return {"framework": "torchattacks", "eval": attack, "images_per_s": round(len(x) / dt, 3),
+            "cpu_s": round(cpu, 2), "threads": torch.get_num_threads(),
             "robust_fraction": float(robust.float().mean()),
             "attacked": {k: v["images"] for k, v in stats.items()},
             "attack_seconds": {k: round(v["seconds"], 2) for k, v in stats.items()},
