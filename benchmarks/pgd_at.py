@@ -336,7 +336,7 @@ def trained_eval_line(quick, width=16, batch=64, images=None, train_steps=TRAIN_
     ours against torchattacks' MultiAttack on the same weights and held-out images, each labelled
     with the clean prediction; how many images each attack is given on each side, its seconds,
     and both robust fractions."""
-    images = images or (8 if quick else 32)
+    images = images or (8 if quick else 16)
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "trained.npz")
         run = ours(width=width, batch=batch, images=images, eval="autoattack", save=npz,
