@@ -1,8 +1,10 @@
 """``make bench``: our PGD-10 AT step against the PyTorch reference, side by side, one process
 tree, same shapes; plus the masks' overhead, one FB+ mask update against one training step,
-evaluation throughput against torchattacks (same weights and images), the bfloat16 path against
-the reference under ``torch.autocast``, MirroredStrategy scaling, the input pipeline and peak
-memory. Each comparison prints one JSON line
+evaluation throughput against torchattacks (same weights and images; AutoAttack also on a model
+trained inside the bench, with the images each attack is given counted on both sides), each
+side's step against its convolution ceiling (``conv_ops``), the bfloat16 path against the
+reference under ``torch.autocast``, MirroredStrategy scaling, the input pipeline and peak memory.
+The first line (``header``) names the CPU (``lscpu``), the commit, the threads and the load. Each comparison prints one JSON line
 ``{"name", "ours", "reference", "unit", "ratio"}`` (ratio = ours / reference; for overheads,
 masked / unmasked time).
 
