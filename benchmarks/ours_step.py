@@ -45,6 +45,7 @@ def main():
     p.add_argument("--pipeline", action="store_true",
                    help="time the augmented CIFAR-10 input pipeline alone (images/s)")
     a = p.parse_args()
+    aa_settings = _check(p, a)
 
     import numpy as np
     import keras
@@ -97,10 +98,7 @@ def main():
         if a.save:
             np.savez(a.save, __x__=x, __y__=y,
                      **{v.path: np.asarray(v.numpy(), np.float32) for v in net.weights})
-        settings = {}
-        if a.aa_settings:
-            n_iter, n_queries = (int(v) for v in a.aa_settings.split(","))
-            settings = dict(n_iter=n_iter, n_queries=n_queries)
+        settings = aa_settings
         from benchmarks import trained_model
         # Warm-up on the same images: AutoAttack traces each sub-attack the first time a point
         # reaches it, which a smaller warm-up set may never do (a trained model's first few
@@ -163,6 +161,26 @@ def main():
         out["mask_update_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
+
+
+def _check(parser, a):
+    """Refuse bad evaluation options before TensorFlow starts; returns the AutoAttack overrides."""
+    for name in ("train_steps", "warmup_images"):
+        if getattr(a, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
+    if (a.train_steps or a.aa_settings) and a.eval != "autoattack":
+        parser.error("--train-steps and --aa-settings belong to --eval autoattack, got --eval "
+                     f"{a.eval or '(none)'}")
+    if not a.aa_settings:
+        return {}
+    try:
+        n_iter, n_queries = (int(v) for v in a.aa_settings.split(","))
+    except ValueError:
+        n_iter = n_queries = 0
+    if n_iter < 1 or n_queries < 1:
+        parser.error(f"--aa-settings must be two positive integers n_iter,n_queries (e.g. 2,10), "
+                     f"got {a.aa_settings!r}")
+    return dict(n_iter=n_iter, n_queries=n_queries)
 
 
 def apply_thread_env(tf):

@@ -4,9 +4,9 @@ evaluation throughput against torchattacks (same weights and images; AutoAttack 
 trained inside the bench, with the images each attack is given counted on both sides), each
 side's step against its convolution ceiling (``conv_ops``), the bfloat16 path against the
 reference under ``torch.autocast``, MirroredStrategy scaling, the input pipeline and peak memory.
-The first line (``header``) names the CPU (``lscpu``), the commit, the threads and the load. Each comparison prints one JSON line
-``{"name", "ours", "reference", "unit", "ratio"}`` (ratio = ours / reference; for overheads,
-masked / unmasked time).
+The first line (``header``) names the CPU (``lscpu``), the commit, the threads and the load.
+Each comparison prints one JSON line ``{"name", "ours", "reference", "unit", "ratio"}``
+(ratio = ours / reference; for overheads, masked / unmasked time).
 
 The reference runs in its own venv (``.venv-torch``, torch==2.13.0 CPU), created on first use.
 """
@@ -345,6 +345,9 @@ def trained_eval_line(quick, width=16, batch=64, images=None, train_steps=TRAIN_
                    predicted_labels=True, train_steps=train_steps, warmup_images=WARMUP,
                    **(extra or {}))
         ref = reference_eval(npz, "autoattack", width, batch, REF_WARMUP)
+    untraced = sorted(set(run["attacked"]) - set(run["warmup_attacked"]))
+    extra_fields = {"warning": f"the warm-up image never reached {untraced}: their tracing is "
+                               "inside our timed call"} if untraced else {}
     return emit(f"eval_autoattack_trained/preact_resnet18_w{width}", run["images_per_s"],
                 ref["images_per_s"], "images/s", images=images, labels="clean predictions",
                 model=(f"PGD-AT (PGD-{run['train_pgd_steps']}) {run['train_steps']} steps x "
@@ -360,7 +363,8 @@ def trained_eval_line(quick, width=16, batch=64, images=None, train_steps=TRAIN_
                 robust_fraction=run["robust_fraction"],
                 reference_robust_fraction=ref["robust_fraction"],
                 robust_images_differ=round(abs(run["robust_fraction"]
-                                               - ref["robust_fraction"]) * images))
+                                               - ref["robust_fraction"]) * images),
+                **extra_fields)
 
 
 if __name__ == "__main__":

@@ -159,3 +159,36 @@ def test_negative_threads_are_refused_and_a_cap_reaches_both_libraries(capsys):
     assert "--threads must be >= 0" in capsys.readouterr().err
     assert pgd_at.thread_env(1) == {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
                                     "TF_NUM_INTEROP_THREADS": "1"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eval", "autoattack", "--aa-settings", "2"], "--aa-settings must be two positive"),
+    (["--eval", "autoattack", "--aa-settings", "0,10"], "got '0,10'"),
+    (["--eval", "pgd20", "--train-steps", "3"], "belong to --eval autoattack, got --eval pgd20"),
+    (["--eval", "autoattack", "--warmup-images", "-1"], "--warmup-images must be >= 0, got -1"),
+])
+def test_bad_evaluation_options_are_refused_before_tensorflow_runs(monkeypatch, capsys, argv,
+                                                                    message):
+    from benchmarks import ours_step
+    monkeypatch.setattr("sys.argv", ["ours_step"] + argv)
+    with pytest.raises(SystemExit):
+        ours_step.main()
+    assert message in capsys.readouterr().err
+
+
+def test_trained_line_reports_both_sides_and_flags_an_untraced_attack(monkeypatch):
+    ours = {"images_per_s": 0.08, "train_pgd_steps": 5, "train_steps": 30, "train_batch": 64,
+            "train_s": 30.0, "clean_accuracy_true_labels": 1.0, "cpu_s": 70.0,
+            "attacked": {"apgd-ce": 8, "apgd-t": 7, "fab-t": 7, "square": 7},
+            "attack_seconds": {}, "warmup_attacked": {"apgd-ce": 1, "apgd-t": 1},
+            "warmup_s": 30.0, "robust_fraction": 0.875}
+    ref = {"images_per_s": 0.05, "attacked": dict(ours["attacked"]), "attack_seconds": {},
+           "cpu_s": 120.0, "threads": 1, "robust_fraction": 0.625}
+    monkeypatch.setattr(pgd_at, "ours", lambda **kw: ours)
+    monkeypatch.setattr(pgd_at, "reference_eval", lambda *a, **kw: ref)
+    line = pgd_at.trained_eval_line(True)
+    assert line["images"] == 8 and line["ratio"] == pytest.approx(1.6)
+    assert line["robust_images_differ"] == 2  # (0.875 - 0.625) x 8
+    assert "['fab-t', 'square']" in line["warning"]
+    ours["warmup_attacked"] = dict(ours["attacked"])
+    assert "warning" not in pgd_at.trained_eval_line(True)
