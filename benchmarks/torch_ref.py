@@ -140,6 +140,7 @@ def evaluate(script, npz, attack, width, batch, warmup=4):
     else:  # PyTorch traces nothing: one forward + backward primes oneDNN and the allocator
         xw = x.clone().requires_grad_(True)
         torch.nn.functional.cross_entropy(model(xw), y).backward()
+        model.zero_grad(set_to_none=True)  # no parameter gradients left behind
     warm_stats = {k: v["images"] for k, v in stats.items()}
     stats.clear()
     t0, c0 = time.perf_counter(), time.process_time()
