@@ -14,7 +14,6 @@ runs in its own process (the reference in ``.venv-torch``), with the default thr
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -37,6 +36,9 @@ def _time(fn, repeats):
 def _tf_side(batch, width, repeats):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+    if os.environ.get("TF_NUM_INTRAOP_THREADS"):  # pgd_at --threads (ours_step does the same)
+        tf.config.threading.set_intra_op_parallelism_threads(
+            int(os.environ["TF_NUM_INTRAOP_THREADS"]))
     out = {}
     for size, cin, cout, stride, _ in SHAPES:
         cin, cout = cin * width, cout * width
@@ -94,6 +96,30 @@ def weighted(times, width, ops):
                for size, cin, cout, stride, count in SHAPES)
 
 
+def step_ceiling_ms(times, width, pgd_steps=10):
+    """The convolution time of one PGD-AT step, ms: each PGD iteration a forward and an input
+    gradient, the update a forward and both gradients (the 16 3x3 convolutions after the stem;
+    the stem and the three 1x1 shortcuts are left out)."""
+    return (pgd_steps * weighted(times, width, ("forward", "input_grad"))
+            + weighted(times, width, OPS))
+
+
+def ceiling_fraction(step_s, times, width, pgd_steps=10):
+    """The step's speed as a fraction of the convolutions-only ceiling: their time over the
+    step's (1.0 = the step is nothing but these convolutions; a fall means the rest grew)."""
+    return step_ceiling_ms(times, width, pgd_steps) / (1e3 * step_s)
+
+
+def measure(batch, width, repeats):
+    """(TensorFlow's times, PyTorch's times), each side in its own fresh process."""
+    from benchmarks import pgd_at
+    args = ["--batch", str(batch), "--width", str(width), "--repeats", str(repeats)]
+    this = os.path.abspath(__file__)
+    ours = pgd_at._json_line([sys.executable, this, "--side", "tf"] + args)
+    ref = pgd_at._json_line([pgd_at.torch_python(), this, "--side", "torch"] + args)
+    return ours, ref
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=32)
@@ -106,10 +132,8 @@ def main(argv=None):
         print(json.dumps(side(a.batch, a.width, a.repeats)))
         return None
     from benchmarks import pgd_at
-    args = ["--batch", str(a.batch), "--width", str(a.width), "--repeats", str(a.repeats)]
-    this = os.path.abspath(__file__)
-    ours = pgd_at._json_line([sys.executable, this, "--side", "tf"] + args)
-    ref = pgd_at._json_line([pgd_at.torch_python(), this, "--side", "torch"] + args)
+    pgd_at.header()
+    ours, ref = measure(a.batch, a.width, a.repeats)
     lines = []
     for key in ours:
         for op in OPS:

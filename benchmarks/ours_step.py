@@ -30,16 +30,27 @@ def main():
                    help="eval: label each image with the model's clean prediction, so every "
                         "image is clean-correct and enters the attack (random weights otherwise "
                         "leave about 1 in 10)")
+    p.add_argument("--train-steps", type=int, default=0,
+                   help="eval: first PGD-AT the model this many steps on the fixed synthetic "
+                        "data set (benchmarks/trained_model.py) and attack its held-out images")
+    p.add_argument("--train-pgd-steps", type=int, default=5, help="eval: PGD steps in training")
+    p.add_argument("--warmup-images", type=int, default=0,
+                   help="eval: warm up on the first this many images (default: all of them)")
+    p.add_argument("--aa-settings", default="",
+                   help="eval: AutoAttack n_iter,n_queries instead of the standard 100,5000 "
+                        "(tests only)")
     p.add_argument("--tiny", action="store_true", help="smoke test: 8x8 images")
     p.add_argument("--replicas", type=int, default=1,
                    help="MirroredStrategy over this many logical CPU devices (same global batch)")
     p.add_argument("--pipeline", action="store_true",
                    help="time the augmented CIFAR-10 input pipeline alone (images/s)")
     a = p.parse_args()
+    aa_settings = _check(p, a)
 
     import numpy as np
     import keras
     import tensorflow as tf
+    apply_thread_env(tf)
     if a.replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -65,6 +76,16 @@ def main():
     n = a.images or a.batch
     x = np.random.default_rng(0).random((n, size, size, 3)).astype("float32")
     y = np.random.default_rng(1).integers(0, 10, n).astype("int32")
+    trained = {}
+    if a.eval and a.train_steps:
+        from benchmarks import trained_model
+        trained["train_s"] = round(trained_model.train_robust(
+            net, a.train_steps, batch=a.batch, pgd_steps=a.train_pgd_steps, size=size), 1)
+        trained.update(train_steps=a.train_steps, train_batch=a.batch,
+                       train_pgd_steps=a.train_pgd_steps)
+        x, y = trained_model.synthetic_data(n, size=size, seed=1)  # held out: training is seed 0
+        trained["clean_accuracy_true_labels"] = float(
+            (np.asarray(net(x, training=False)).argmax(-1) == y).mean())
     out = {"framework": "birds_tf", "model": "preact_resnet18", "width": a.width,
            "batch": a.batch, "pgd_steps": a.pgd_steps, "sparsity": a.sparsity,
            "plain": a.plain, "jit": a.jit, "precision": a.precision,
@@ -77,14 +98,28 @@ def main():
         if a.save:
             np.savez(a.save, __x__=x, __y__=y,
                      **{v.path: np.asarray(v.numpy(), np.float32) for v in net.weights})
+        settings = aa_settings
+        from benchmarks import trained_model
         # Warm-up on the same images: AutoAttack traces each sub-attack the first time a point
-        # reaches it, which a smaller warm-up set may never do.
-        run_attack(a.eval, net, x, y, batch_size=a.batch)
+        # reaches it, which a smaller warm-up set may never do (a trained model's first few
+        # reach every attack: the warm-up's counts say so).
+        warm = a.warmup_images or n
         t0 = time.perf_counter()
-        result = run_attack(a.eval, net, x, y, batch_size=a.batch)
-        out["images_per_s"] = round(n / (time.perf_counter() - t0), 3)
+        with trained_model.count_autoattack() as warm_stats:
+            run_attack(a.eval, net, x[:warm], y[:warm], batch_size=a.batch, **settings)
+        out["warmup_s"] = round(time.perf_counter() - t0, 2)
+        with trained_model.count_autoattack() as stats:
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = run_attack(a.eval, net, x, y, batch_size=a.batch, **settings)
+            out["images_per_s"] = round(n / (time.perf_counter() - t0), 3)
+            out["cpu_s"] = round(time.process_time() - c0, 2)
         out["robust_fraction"] = float(result["robust"].mean())
         out["eval"] = a.eval
+        out.update(trained)
+        if a.eval == "autoattack":
+            out["attacked"] = {k: v["images"] for k, v in stats.items()}
+            out["attack_seconds"] = {k: round(v["seconds"], 2) for k, v in stats.items()}
+            out["warmup_attacked"] = {k: v["images"] for k, v in warm_stats.items()}
         out["clean_logits"] = np.asarray(net(x[:4], training=False), np.float32).tolist()
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
@@ -126,6 +161,35 @@ def main():
         out["mask_update_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
+
+
+def _check(parser, a):
+    """Refuse bad evaluation options before TensorFlow starts; returns the AutoAttack overrides."""
+    for name in ("train_steps", "warmup_images"):
+        if getattr(a, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
+    if (a.train_steps or a.aa_settings) and a.eval != "autoattack":
+        parser.error("--train-steps and --aa-settings belong to --eval autoattack, got --eval "
+                     f"{a.eval or '(none)'}")
+    if not a.aa_settings:
+        return {}
+    try:
+        n_iter, n_queries = (int(v) for v in a.aa_settings.split(","))
+    except ValueError:
+        n_iter = n_queries = 0
+    if n_iter < 1 or n_queries < 1:
+        parser.error(f"--aa-settings must be two positive integers n_iter,n_queries (e.g. 2,10), "
+                     f"got {a.aa_settings!r}")
+    return dict(n_iter=n_iter, n_queries=n_queries)
+
+
+def apply_thread_env(tf):
+    """Honour the bench's thread cap (``pgd_at --threads``) explicitly, before any op runs."""
+    threading = tf.config.threading
+    if os.environ.get("TF_NUM_INTRAOP_THREADS"):
+        threading.set_intra_op_parallelism_threads(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
+    if os.environ.get("TF_NUM_INTEROP_THREADS"):
+        threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
 
 
 def _pipeline(batch, n=8192):

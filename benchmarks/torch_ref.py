@@ -81,7 +81,29 @@ def keras_to_torch(model, weights):
     return model
 
 
-def evaluate(script, npz, attack, width, batch):
+def count_attacks(multi, names):
+    """Make each attack of a ``MultiAttack`` record, in the returned dict, how many images it
+    is given (``MultiAttack`` passes on the ones every earlier attack failed on) and its seconds:
+    ``{name: {"images", "seconds", "calls"}}``. Call ``.clear()`` on it to start again."""
+    stats = {}
+
+    def wrap(name, forward):
+        def timed(images, labels, *args, **kwargs):
+            t0 = time.perf_counter()
+            adv = forward(images, labels, *args, **kwargs)
+            entry = stats.setdefault(name, {"images": 0, "seconds": 0.0, "calls": 0})
+            entry["images"] += int(images.shape[0])
+            entry["seconds"] += time.perf_counter() - t0
+            entry["calls"] += 1
+            return adv
+        return timed
+
+    for name, atk in zip(names, multi.attacks):
+        atk.forward = wrap(name, atk.forward)
+    return stats
+
+
+def evaluate(script, npz, attack, width, batch, warmup=4):
     import numpy as np
     import torch
     import torchattacks
@@ -109,19 +131,32 @@ def evaluate(script, npz, attack, width, batch):
                              multi_targeted=True, n_classes=10, seed=0),
             torchattacks.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1,
                                 p_init=0.8, resc_schedule=False, seed=0)])
+    stats = (count_attacks(atk, ("apgd-ce", "apgd-t", "fab-t", "square"))
+             if attack == "autoattack" else {})
     with torch.no_grad():
         clean_logits = model(x)
-    atk(x[:4], y[:4])  # warm-up, as ours
-    t0 = time.perf_counter()
+    if warmup:
+        atk(x[:warmup], y[:warmup])  # warm-up, as ours
+    else:  # PyTorch traces nothing: one forward + backward primes oneDNN and the allocator
+        xw = x.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(model(xw), y).backward()
+        model.zero_grad(set_to_none=True)  # no parameter gradients left behind
+    warm_stats = {k: v["images"] for k, v in stats.items()}
+    stats.clear()
+    t0, c0 = time.perf_counter(), time.process_time()
     robust = []
     for lo in range(0, len(x), batch):
         adv = atk(x[lo:lo + batch], y[lo:lo + batch])
         with torch.no_grad():
             robust.append(model(adv).argmax(1) == y[lo:lo + batch])
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     robust = torch.cat(robust) & (clean_logits.argmax(1) == y)
     return {"framework": "torchattacks", "eval": attack, "images_per_s": round(len(x) / dt, 3),
+            "cpu_s": round(cpu, 2), "threads": torch.get_num_threads(),
             "robust_fraction": float(robust.float().mean()),
+            "attacked": {k: v["images"] for k, v in stats.items()},
+            "attack_seconds": {k: round(v["seconds"], 2) for k, v in stats.items()},
+            "warmup_attacked": warm_stats,
             "clean_logits_max_abs": float(clean_logits.abs().max()),
             "clean_logits": clean_logits[:4].tolist(), "peak_rss_mb": _peak_mb()}
 
@@ -135,13 +170,16 @@ def main():
     p.add_argument("--attack", choices=["pgd20", "apgd_ce", "autoattack"], default="pgd20")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--warmup-images", type=int, default=4,
+                   help="eval: run the attack on this many images first (0: one forward and "
+                        "backward pass instead)")
     argv = sys.argv[1:]
     rest = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if a.mode == "step":
         line = step(a.script, rest, a.autocast)
     else:
-        line = evaluate(a.script, a.npz, a.attack, a.width, a.batch)
+        line = evaluate(a.script, a.npz, a.attack, a.width, a.batch, a.warmup_images)
     print(json.dumps(line))
 
 
