@@ -49,8 +49,12 @@ def test_version_has_one_source_and_a_changelog_entry():
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "birds_tf.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", _version())
     with open(os.path.join(ROOT, "CHANGELOG.md")) as f:
-        first = re.search(r"^## (\S+)", f.read(), re.M).group(1)
-    assert first == _version(), "CHANGELOG.md's newest entry is not birds_tf.__version__"
+        headings = re.findall(r"^## (\S+)", f.read(), re.M)
+    # Keep a Changelog: changes not yet released gather under "Unreleased" above the newest
+    # version, which must be birds_tf.__version__.
+    released = [h for h in headings if h != "Unreleased"]
+    assert headings.index(released[0]) <= 1 and released[0] == _version(), (
+        "CHANGELOG.md's newest released entry is not birds_tf.__version__")
 
 
 def test_declared_minimums_are_the_tested_pins():
