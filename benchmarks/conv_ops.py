@@ -77,6 +77,8 @@ def main(argv=None):
     if a.side != "both":
         from benchmarks import conv_sides, pgd_at
         if a.side == "tf":
+            from launch import quiet
+            quiet.start_tensorflow(a.verbosity)  # no C++ start-up lines before the JSON
             print(json.dumps(conv_sides.tf_side(a.batch, a.width, a.repeats)))
         else:  # in the reference's venv, as measure() runs it
             subprocess.run([pgd_at.torch_python(), SIDES, "torch", "--batch", str(a.batch),

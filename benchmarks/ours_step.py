@@ -198,7 +198,7 @@ def check(a):
                                 "or pass a path in an existing folder.")
     if (a.train_steps or a.aa_settings) and a.eval != "autoattack":
         raise ValueError("--train-steps and --aa-settings belong to --eval autoattack, got --eval "
-                     f"{a.eval or '(none)'}")
+                         f"{a.eval or '(none)'}")
     if not a.aa_settings:
         return {}
     try:
@@ -206,8 +206,8 @@ def check(a):
     except ValueError:
         n_iter = n_queries = 0
     if n_iter < 1 or n_queries < 1:
-        raise ValueError(f"--aa-settings must be two positive integers n_iter,n_queries (e.g. 2,10), "
-                     f"got {a.aa_settings!r}")
+        raise ValueError("--aa-settings must be two positive integers n_iter,n_queries "
+                         f"(e.g. 2,10), got {a.aa_settings!r}")
     return dict(n_iter=n_iter, n_queries=n_queries)
 
 
