@@ -5,88 +5,35 @@ profiler, BENCHMARKS.md), and both frameworks call oneDNN for them. The weighted
 ops, forward + input gradient (one PGD iteration) and forward + both gradients (the update),
 bounds the step ratio that anything outside the convolutions can reach.
 
-    python -m benchmarks.conv_ops [--batch 32] [--width 64] [--repeats 20]
+    python -m benchmarks.conv_ops [--batch 32] [--width 64] [--repeats 20] [--side both|tf|torch]
 
 Prints one JSON line per shape and op (``{"name", "ours", "reference", "unit": "ms", "ratio"}``,
 ratio = reference / ours time: above 1 means ours is faster) and the weighted totals. Each side
-runs in its own process (the reference in ``.venv-torch``), with the default threads.
+runs in its own process (``benchmarks/conv_sides.py``; the reference in ``.venv-torch``), with
+the default threads. ``--side=tf`` (or ``torch``) prints that side's times alone, as one JSON
+object. A bad value is refused on one line before anything runs.
 """
-import argparse
 import json
 import os
+import subprocess
 import sys
-import time
 
-# (input size, in channels / width, out channels / width, stride, how many in the model)
-SHAPES = ((32, 1, 1, 1, 4), (32, 1, 2, 2, 1), (16, 2, 2, 1, 3), (16, 2, 4, 2, 1),
-          (8, 4, 4, 1, 3), (8, 4, 8, 2, 1), (4, 8, 8, 1, 3))
-OPS = ("forward", "input_grad", "filter_grad")
+from absl import flags
 
+from benchmarks import flag_args
+from benchmarks.conv_sides import OPS, SHAPES, key as _key
+from launch import cli
 
-def _time(fn, repeats):
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    if hasattr(out, "numpy"):
-        out.numpy()
-    return (time.perf_counter() - t0) / repeats * 1e3
-
-
-def _tf_side(batch, width, repeats):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-    if os.environ.get("TF_NUM_INTRAOP_THREADS"):  # pgd_at --threads (ours_step does the same)
-        tf.config.threading.set_intra_op_parallelism_threads(
-            int(os.environ["TF_NUM_INTRAOP_THREADS"]))
-    out = {}
-    for size, cin, cout, stride, _ in SHAPES:
-        cin, cout = cin * width, cout * width
-        x = tf.random.normal((batch, size, size, cin))
-        w = tf.random.normal((3, 3, cin, cout))
-        # As the model runs them: 'same' at stride 1; at stride 2 an explicit symmetric pad of 1
-        # (PyTorch's padding=1; TensorFlow's 'same' would pad only after) and 'valid'.
-        padding = "SAME" if stride == 1 else "VALID"
-        if stride != 1:
-            x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        dy = tf.random.normal(tf.nn.conv2d(x, w, stride, padding).shape)
-        strides = [1, stride, stride, 1]
-        fns = {
-            "forward": tf.function(lambda: tf.nn.conv2d(x, w, stride, padding)),
-            "input_grad": tf.function(lambda: tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides,
-                padding=padding)),
-            "filter_grad": tf.function(lambda: tf.raw_ops.Conv2DBackpropFilter(
-                input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=strides,
-                padding=padding)),
-        }
-        out[_key(size, cin, cout, stride)] = {op: _time(fns[op], repeats) for op in OPS}
-    return out
-
-
-def _torch_side(batch, width, repeats):
-    import torch
-    import torch.nn.functional as F
-    out = {}
-    with torch.no_grad():
-        for size, cin, cout, stride, _ in SHAPES:
-            cin, cout = cin * width, cout * width
-            x = torch.randn(batch, cin, size, size)
-            w = torch.randn(cout, cin, 3, 3)
-            dy = torch.randn_like(F.conv2d(x, w, stride=stride, padding=1))
-            fns = {
-                "forward": lambda: F.conv2d(x, w, stride=stride, padding=1),
-                "input_grad": lambda: torch.nn.grad.conv2d_input(
-                    x.shape, w, dy, stride=stride, padding=1),
-                "filter_grad": lambda: torch.nn.grad.conv2d_weight(
-                    x, w.shape, dy, stride=stride, padding=1),
-            }
-            out[_key(size, cin, cout, stride)] = {op: _time(fns[op], repeats) for op in OPS}
-    return out
-
-
-def _key(size, cin, cout, stride):
-    return f"{size}x{size}x{cin}->{cout}/s{stride}"
+PROG = "benchmarks.conv_ops"
+SIDES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_sides.py")
+FLAGS = cli.new_flags()
+flags.DEFINE_integer("batch", 32, "Images per convolution.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("width", 64, "PreActResNet-18 width (channels of the first stage).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 20, "Timed calls of each op (after one warm-up call).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_enum("side", "both", ("both", "tf", "torch"), "both: ours against the reference "
+                  "(JSON lines); tf or torch: that side's times alone.", flag_values=FLAGS)
 
 
 def weighted(times, width, ops):
@@ -114,22 +61,28 @@ def measure(batch, width, repeats):
     """(TensorFlow's times, PyTorch's times), each side in its own fresh process."""
     from benchmarks import pgd_at
     args = ["--batch", str(batch), "--width", str(width), "--repeats", str(repeats)]
-    this = os.path.abspath(__file__)
-    ours = pgd_at._json_line([sys.executable, this, "--side", "tf"] + args)
-    ref = pgd_at._json_line([pgd_at.torch_python(), this, "--side", "torch"] + args)
+    ours = pgd_at._json_line([sys.executable, SIDES, "tf"] + args)
+    ref = pgd_at._json_line([pgd_at.torch_python(), SIDES, "torch"] + args)
     return ours, ref
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--side", choices=["both", "tf", "torch"], default="both")
-    a = p.parse_args(argv)
+    """The JSON lines of ``--side=both`` (printed and returned); one side's times otherwise.
+
+    Args:
+      argv: the flags, without the program name (default ``sys.argv[1:]``).
+    """
+    cli.parse(FLAGS, argv, PROG, __doc__)
+    a = flag_args.args(FLAGS)
     if a.side != "both":
-        side = _tf_side if a.side == "tf" else _torch_side
-        print(json.dumps(side(a.batch, a.width, a.repeats)))
+        from benchmarks import conv_sides, pgd_at
+        if a.side == "tf":
+            from launch import quiet
+            quiet.start_tensorflow(a.verbosity)  # no C++ start-up lines before the JSON
+            print(json.dumps(conv_sides.tf_side(a.batch, a.width, a.repeats)))
+        else:  # in the reference's venv, as measure() runs it
+            subprocess.run([pgd_at.torch_python(), SIDES, "torch", "--batch", str(a.batch),
+                            "--width", str(a.width), "--repeats", str(a.repeats)], check=True)
         return None
     from benchmarks import pgd_at
     pgd_at.header()
@@ -147,5 +100,10 @@ def main(argv=None):
     return lines
 
 
+def entry(argv=None):
+    """``python -m benchmarks.conv_ops``: ``main`` with a bad input as one line; exit status."""
+    return flag_args.entry(main, FLAGS, PROG, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(entry())

@@ -4,14 +4,28 @@ mask update cost. ``--device=cpu --tiny`` is its fallback path (tiny widths, one
 on machines without a GPU.
 
 Usage: python -m benchmarks.device_bench [--device auto|gpu|cpu] [--tiny]
-       [--torch-python PATH]
+       [--torch-python PATH] [--verbosity -1|0|1]
+
+A bad input (``--device=gpu`` without a GPU, a ``--torch-python`` that is not there, a missing
+reference script) is refused on one line before anything runs (``--verbosity=0``: the traceback).
 """
-import argparse
 import json
 import os
 import subprocess
+import sys
 
-from benchmarks import pgd_at
+from absl import flags
+
+from benchmarks import flag_args, pgd_at
+from launch import cli
+
+PROG = "benchmarks.device_bench"
+FLAGS = cli.new_flags()
+flags.DEFINE_enum("device", "auto", ("auto", "gpu", "cpu"), "auto: the GPU when nvidia-smi "
+                  "finds one, else the CPU.", flag_values=FLAGS)
+flags.DEFINE_bool("tiny", False, "Width 4, batch 8, one timed step.", flag_values=FLAGS)
+flags.DEFINE_string("torch-python", "", "Python of a venv with the reference torch (default: "
+                    ".venv-torch, created on first use).", flag_values=FLAGS)
 
 # Dense peak FLOP/s per precision (NVIDIA data sheets; tensor-core figures without sparsity).
 # fp32 runs are compared with the TF32 peak: TensorFlow and cuDNN convolutions use TF32 by default.
@@ -41,15 +55,30 @@ def peak_flops(name, precision):
     return None
 
 
+def check(a):
+    """Refuse a missing ``--torch-python`` or reference script before anything runs."""
+    if a.torch_python and not (os.path.isfile(a.torch_python)
+                               and os.access(a.torch_python, os.X_OK)):
+        raise FileNotFoundError(f"--torch-python={a.torch_python} is not an executable file; "
+                                "pass a venv's bin/python with torch, or leave it out.")
+    if not os.path.isfile(pgd_at.TORCH_SCRIPT):
+        raise FileNotFoundError(f"the reference script {os.path.normpath(pgd_at.TORCH_SCRIPT)} "
+                                "is missing; the shared folder must sit next to the repository "
+                                "(../shared).")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto")
-    p.add_argument("--tiny", action="store_true", help="width 4, batch 8, one timed step")
-    p.add_argument("--torch-python", default="", help="python of a venv with the reference torch")
-    a = p.parse_args(argv)
+    """The bench's JSON lines (printed as they come, and returned).
+
+    Args:
+      argv: the flags, without the program name (default ``sys.argv[1:]``).
+    """
+    cli.parse(FLAGS, argv, PROG, __doc__)
+    a = flag_args.args(FLAGS)
+    check(a)
     name = gpu_name() if a.device != "cpu" else None
     if a.device == "gpu" and not name:
-        raise SystemExit("--device=gpu but nvidia-smi finds no GPU; use --device=auto or cpu.")
+        raise ValueError("--device=gpu but nvidia-smi finds no GPU; use --device=auto or cpu.")
     on_gpu = bool(name)
     if not on_gpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # our subprocesses inherit it
@@ -94,5 +123,10 @@ def main(argv=None):
     return lines
 
 
+def entry(argv=None):
+    """``python -m benchmarks.device_bench``: ``main`` with a bad input as one line."""
+    return flag_args.entry(main, FLAGS, PROG, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(entry())

@@ -17,9 +17,10 @@ sides are independent runs: no pairing by seed holds across frameworks) and the 
 
 ``--save`` writes the per-seed figures it read as small JSON files (no checkpoints), so the
 table in docs and the README is backed by committed data; ``--from_saved`` re-prints from them.
-Exit status 0 when every verdict holds, 1 otherwise.
+Exit status 0 when every verdict holds, 1 otherwise; a bad input (a missing folder, a bad value)
+is refused on one line before anything is read, also with status 1 (``--verbosity=0``: the
+traceback).
 """
-import argparse
 import csv
 import json
 import math
@@ -28,7 +29,11 @@ import re
 import statistics
 import sys
 
+from absl import flags
+
+from benchmarks import flag_args
 from birds_tf.metrics.paired import t_quantile, t_two_sided_p
+from launch import cli
 
 SMALL = ("conv1", "layer2_0_shortcut", "layer3_0_shortcut", "layer4_0_shortcut")
 FIGURES = (("ra_final", "RA final", 2.5), ("ra_best", "RA best", 2.5),
@@ -193,31 +198,60 @@ def report(runs, label, method="fbp"):
     return "\n".join(lines), ok
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tf", action="append", help="run.sh's OUT holding tf/<method>_s<k>/ "
-                   "(repeat for several folders)")
-    p.add_argument("--torch", action="append", help="run.sh's OUT holding torch/<method>_s<k>/ "
-                   "and logs/ (repeat for several folders)")
-    p.add_argument("--method", choices=("fbp", "dense"), default="fbp")
-    p.add_argument("--torch_log_dir", default=None)
-    p.add_argument("--label", default="random")
-    p.add_argument("--seeds", type=int, default=6)
-    p.add_argument("--save", default=None, help="folder for the per-seed figures (JSON)")
-    p.add_argument("--from_saved", default=None, help="re-print from a --save folder")
-    a = p.parse_args(argv)
+PROG = "benchmarks.official_agreement"
+FLAGS = cli.new_flags()
+flags.DEFINE_multi_string("tf", None, "run.sh's OUT holding tf/<method>_s<k>/ (repeat for "
+                          "several folders).", flag_values=FLAGS)
+flags.DEFINE_multi_string("torch", None, "run.sh's OUT holding torch/<method>_s<k>/ and logs/ "
+                          "(repeat for several folders).", flag_values=FLAGS)
+flags.DEFINE_enum("method", "fbp", ("fbp", "dense"), "Which runs to compare.", flag_values=FLAGS)
+flags.DEFINE_string("torch_log_dir", None, "Folder of the authors' logs (default: OUT/logs).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("label", "random", "The table's label.", flag_values=FLAGS)
+flags.DEFINE_integer("seeds", 6, "Seeds 1..N are read.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string("save", None, "Folder for the per-seed figures (JSON) and the table.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("from_saved", None, "Re-print from a --save folder.", flag_values=FLAGS)
+
+
+def check(a):
+    """Refuse a missing folder before anything is read (a ``FileNotFoundError`` or
+    ``NotADirectoryError`` naming it)."""
     if a.from_saved:
         path = os.path.join(a.from_saved, "runs.json")
-        if not os.path.exists(path):
-            raise SystemExit(f"official_agreement: no {path}; pass a --save folder.")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--from_saved={a.from_saved}: no {path}; pass a folder "
+                                    "that --save wrote (e.g. results/side_by_side/dense).")
+    elif not (a.tf and a.torch):
+        raise ValueError("pass --tf and --torch (run.sh's OUT folders) or --from_saved.")
+    else:
+        for name, folders in (("tf", a.tf), ("torch", a.torch),
+                              ("torch_log_dir", [a.torch_log_dir] if a.torch_log_dir else [])):
+            for folder in folders:
+                if not os.path.isdir(folder):
+                    raise FileNotFoundError(f"--{name}={folder}: no such folder; pass "
+                                            "run.sh's OUT folder.")
+    if a.save and os.path.exists(a.save) and not os.path.isdir(a.save):
+        raise NotADirectoryError(f"--save={a.save} is a file; pass a folder (new or "
+                                 "existing).")
+
+
+def main(argv=None):
+    """Print the table; returns 0 when every verdict holds, 1 otherwise.
+
+    Args:
+      argv: the flags, without the program name (default ``sys.argv[1:]``).
+    """
+    cli.parse(FLAGS, argv, PROG, __doc__)
+    a = flag_args.args(FLAGS)
+    check(a)
+    if a.from_saved:
+        path = os.path.join(a.from_saved, "runs.json")
         with open(path) as f:
             saved = json.load(f)
         runs = {side: {int(s): v for s, v in saved["runs"][side].items()} for side in saved["runs"]}
         label, a.method = saved["label"], saved.get("method", "fbp")
     else:
-        if not (a.tf and a.torch):
-            raise SystemExit("official_agreement: pass --tf and --torch (run.sh's OUT folders) "
-                             "or --from_saved.")
         runs = collect(a.tf, a.torch, range(1, a.seeds + 1), a.torch_log_dir, a.method)
         label = a.label
     text, ok = report(runs, label, a.method)
@@ -232,5 +266,10 @@ def main(argv=None):
     return 0 if ok else 1
 
 
+def entry(argv=None):
+    """``python -m benchmarks.official_agreement``: ``main`` with a bad input as one line."""
+    return flag_args.entry(main, FLAGS, PROG, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -1,51 +1,75 @@
 """Our PGD-10 adversarial-training step on random data, mirroring shared/bench/torch_pgd_at.py.
 
 Prints one JSON line; run in a fresh process per configuration so each measures alone.
+``benchmarks.pgd_at`` and ``benchmarks.device_bench`` run it as a subprocess, and a user may run
+it alone (``python -m benchmarks.ours_step --eval=autoattack --predicted-labels``): a bad value
+is refused on one line before TensorFlow starts (``--verbosity=0``: the traceback).
 """
-import argparse
 import json
 import os
 import resource
+import sys
 import time
+
+from absl import flags
+
+from benchmarks import flag_args
+from launch import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--pgd-steps", type=int, default=10)
-    p.add_argument("--sparsity", type=float, default=0.0)
-    p.add_argument("--plain", action="store_true", help="plain Conv2D/Dense, no masks")
-    p.add_argument("--jit", action="store_true")
-    p.add_argument("--mask-update", action="store_true", help="also time one FB+ mask update")
-    p.add_argument("--eval", choices=["", "pgd20", "apgd_ce", "autoattack"], default="")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
-                   default="float32", help="Keras dtype policy (train_eval.mixed_precision)")
-    p.add_argument("--save", default="", help="eval: write weights + data (.npz) for torch_ref")
-    p.add_argument("--images", type=int, default=0, help="eval: images (default: --batch)")
-    p.add_argument("--predicted-labels", action="store_true",
-                   help="eval: label each image with the model's clean prediction, so every "
-                        "image is clean-correct and enters the attack (random weights otherwise "
-                        "leave about 1 in 10)")
-    p.add_argument("--train-steps", type=int, default=0,
-                   help="eval: first PGD-AT the model this many steps on the fixed synthetic "
-                        "data set (benchmarks/trained_model.py) and attack its held-out images")
-    p.add_argument("--train-pgd-steps", type=int, default=5, help="eval: PGD steps in training")
-    p.add_argument("--warmup-images", type=int, default=0,
-                   help="eval: warm up on the first this many images (default: all of them)")
-    p.add_argument("--aa-settings", default="",
-                   help="eval: AutoAttack n_iter,n_queries instead of the standard 100,5000 "
-                        "(tests only)")
-    p.add_argument("--tiny", action="store_true", help="smoke test: 8x8 images")
-    p.add_argument("--replicas", type=int, default=1,
-                   help="MirroredStrategy over this many logical CPU devices (same global batch)")
-    p.add_argument("--pipeline", action="store_true",
-                   help="time the augmented CIFAR-10 input pipeline alone (images/s)")
-    a = p.parse_args()
-    aa_settings = _check(p, a)
+PROG = "benchmarks.ours_step"
+FLAGS = cli.new_flags()
+flags.DEFINE_integer("width", 64, "PreActResNet-18 width.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("batch", 32, "Batch (the global batch with --replicas).", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("steps", 3, "Timed training steps (after one warm-up step).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("pgd-steps", 10, "PGD steps of each training step.", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_float("sparsity", 0.0, "Unstructured sparsity of the masks (IGQ), in [0, 0.99].",
+                   lower_bound=0.0, upper_bound=0.99, flag_values=FLAGS)
+flags.DEFINE_bool("plain", False, "Plain Conv2D/Dense, no masks.", flag_values=FLAGS)
+flags.DEFINE_bool("jit", False, "Compile the step with XLA.", flag_values=FLAGS)
+flags.DEFINE_bool("mask-update", False, "Also time one FB+ mask update.", flag_values=FLAGS)
+flags.DEFINE_enum("eval", "", ("", "pgd20", "apgd_ce", "autoattack"),
+                  "Time this attack instead of a training step (empty: the step).",
+                  flag_values=FLAGS)
+flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16"),
+                  "Keras dtype policy (train_eval.mixed_precision).", flag_values=FLAGS)
+flags.DEFINE_string("save", "", "eval: write weights + data (.npz) for torch_ref.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("images", 0, "eval: images (0: --batch).", lower_bound=0,
+                     flag_values=FLAGS)
+flags.DEFINE_bool("predicted-labels", False, "eval: label each image with the model's clean "
+                  "prediction, so every image is clean-correct and enters the attack (random "
+                  "weights otherwise leave about 1 in 10).", flag_values=FLAGS)
+flags.DEFINE_integer("train-steps", 0, "eval: first PGD-AT the model this many steps on the "
+                     "fixed synthetic data set (benchmarks/trained_model.py) and attack its "
+                     "held-out images.", flag_values=FLAGS)
+flags.DEFINE_integer("train-pgd-steps", 5, "eval: PGD steps in training.", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("warmup-images", 0, "eval: warm up on the first this many images (0: all "
+                     "of them).", flag_values=FLAGS)
+flags.DEFINE_string("aa-settings", "", "eval: AutoAttack n_iter,n_queries instead of the "
+                    "standard 100,5000 (tests only).", flag_values=FLAGS)
+flags.DEFINE_bool("tiny", False, "Smoke test: 8x8 images.", flag_values=FLAGS)
+flags.DEFINE_integer("replicas", 1, "MirroredStrategy over this many logical CPU devices (same "
+                     "global batch).", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool("pipeline", False, "Time the augmented CIFAR-10 input pipeline alone "
+                  "(images/s).", flag_values=FLAGS)
+
+
+def main(argv=None):
+    """Prints the one JSON line.
+
+    Args:
+      argv: the flags, without the program name (default ``sys.argv[1:]``).
+    """
+    cli.parse(FLAGS, argv, PROG, __doc__)
+    a = flag_args.args(FLAGS)
+    aa_settings = check(a)
 
     import numpy as np
     import keras
@@ -163,14 +187,18 @@ def main():
     print(json.dumps(out))
 
 
-def _check(parser, a):
-    """Refuse bad evaluation options before TensorFlow starts; returns the AutoAttack overrides."""
+def check(a):
+    """Refuse bad options before TensorFlow starts (a ``ValueError`` or ``FileNotFoundError``
+    naming the value); returns the AutoAttack overrides."""
     for name in ("train_steps", "warmup_images"):
         if getattr(a, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(a, name)}")
+    if a.save and not os.path.isdir(os.path.dirname(os.path.abspath(a.save))):
+        raise FileNotFoundError(f"--save={a.save}: its folder does not exist; create it first "
+                                "or pass a path in an existing folder.")
     if (a.train_steps or a.aa_settings) and a.eval != "autoattack":
-        parser.error("--train-steps and --aa-settings belong to --eval autoattack, got --eval "
-                     f"{a.eval or '(none)'}")
+        raise ValueError("--train-steps and --aa-settings belong to --eval autoattack, got --eval "
+                         f"{a.eval or '(none)'}")
     if not a.aa_settings:
         return {}
     try:
@@ -178,8 +206,8 @@ def _check(parser, a):
     except ValueError:
         n_iter = n_queries = 0
     if n_iter < 1 or n_queries < 1:
-        parser.error(f"--aa-settings must be two positive integers n_iter,n_queries (e.g. 2,10), "
-                     f"got {a.aa_settings!r}")
+        raise ValueError("--aa-settings must be two positive integers n_iter,n_queries "
+                         f"(e.g. 2,10), got {a.aa_settings!r}")
     return dict(n_iter=n_iter, n_queries=n_queries)
 
 
@@ -212,5 +240,10 @@ def _pipeline(batch, n=8192):
             "images_per_s": round(count / (time.perf_counter() - t0), 1)}
 
 
+def entry(argv=None):
+    """``python -m benchmarks.ours_step``: ``main`` with a bad input as one line; exit status."""
+    return flag_args.entry(main, FLAGS, PROG, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(entry())

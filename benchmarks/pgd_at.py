@@ -9,13 +9,23 @@ Each comparison prints one JSON line ``{"name", "ours", "reference", "unit", "ra
 (ratio = ours / reference; for overheads, masked / unmasked time).
 
 The reference runs in its own venv (``.venv-torch``, torch==2.13.0 CPU), created on first use.
+
+  python -m benchmarks.pgd_at [--quick] [--jit] [--repeats N] [--only steps,ceiling,...]
+      [--threads N] [--verbosity -1|0|1]
+
+A bad flag value or a missing reference script is refused on one line before anything runs
+(``--verbosity=0`` adds the traceback).
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
+
+from absl import flags
+
+from benchmarks import flag_args
+from launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_VENV = os.path.join(ROOT, ".venv-torch")
@@ -179,28 +189,47 @@ def emit(name, ours_value, reference_value, unit, ratio=None, **extra):
     return line
 
 
+PROG = "benchmarks.pgd_at"
+FLAGS = cli.new_flags()
+flags.DEFINE_bool("quick", False, "Fewer timed steps (a few minutes).", flag_values=FLAGS)
+flags.DEFINE_bool("jit", False, "Also measure our step with XLA.", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 0, "Alternate ours/reference this many times, keep the best of "
+                     "each (0: 1 with --quick, 2 otherwise).", flag_values=FLAGS)
+flags.DEFINE_string("only", "", f"Comma-separated parts to run, of {','.join(PARTS)} "
+                    "(default: all).", flag_values=FLAGS)
+flags.DEFINE_integer("threads", 0, "Cap both sides at this many threads (a loaded machine: 1 "
+                     "each keeps PyTorch's OpenMP from spinning against other work; 0: each "
+                     "library's default).", flag_values=FLAGS)
+
+
+def check(a):
+    """Refuse a bad input before anything runs (no venv, no subprocess); returns the parts."""
+    for name in ("repeats", "threads"):
+        if getattr(a, name) < 0:
+            raise ValueError(f"--{name} must be >= 0 (0: the default), got {getattr(a, name)}")
+    parts = set(a.only.split(",")) if a.only else set(PARTS)
+    if parts - set(PARTS):
+        raise ValueError(f"--only names unknown part(s) {sorted(parts - set(PARTS))}; "
+                         f"allowed: {','.join(PARTS)}")
+    if parts - {"scaling"} and not os.path.isfile(TORCH_SCRIPT):
+        raise FileNotFoundError(
+            f"the reference script {os.path.normpath(TORCH_SCRIPT)} is missing; the shared "
+            "folder must sit next to the repository (../shared), or pass --only=scaling")
+    return parts
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--quick", action="store_true", help="fewer timed steps (a few minutes)")
-    p.add_argument("--jit", action="store_true", help="also measure our step with XLA")
-    p.add_argument("--repeats", type=int, default=0,
-                   help="alternate ours/reference this many times, keep the best of each "
-                        "(default 1 with --quick, 2 otherwise)")
-    p.add_argument("--only", default="",
-                   help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="cap both sides at this many threads (a loaded machine: 1 each keeps "
-                        "PyTorch's OpenMP from spinning against other work; default: none)")
-    a = p.parse_args(argv)
-    if a.threads < 0:
-        p.error(f"--threads must be >= 0 (0: each library's default), got {a.threads}")
+    """The bench's JSON lines (printed as they come, and returned).
+
+    Args:
+      argv: the flags, without the program name (default ``sys.argv[1:]``).
+    """
+    cli.parse(FLAGS, argv, PROG, __doc__)
+    a = flag_args.args(FLAGS)
+    parts = check(a)
     THREAD_ENV.clear()
     if a.threads:
         THREAD_ENV.update(thread_env(a.threads))
-    parts = set(a.only.split(",")) if a.only else set(PARTS)
-    if parts - set(PARTS):
-        p.error(f"--only names unknown part(s) {sorted(parts - set(PARTS))}; "
-                f"allowed: {','.join(PARTS)}")
     repeats = a.repeats or (1 if a.quick else 2)
     bf16 = cpu_bf16()
     lines = [header()]
@@ -367,5 +396,10 @@ def trained_eval_line(quick, width=16, batch=64, images=None, train_steps=TRAIN_
                 **extra_fields)
 
 
+def entry(argv=None):
+    """``python -m benchmarks.pgd_at``: ``main`` with a bad input as one line; exit status."""
+    return flag_args.entry(main, FLAGS, PROG, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(entry())

@@ -2,7 +2,7 @@
 and PGD-AT training images/s before/after the shrink. Prints one JSON line.
 
   python -m benchmarks.serving [--width 64] [--sparsity 0.8] [--channel-sparsity 0.5]
-      [--batches 1,128] [--rounds 5] [--train-batch 32] [--pgd-steps 2]
+      [--batches 1,128] [--rounds 5] [--train-batch 32] [--pgd-steps 2] [--no-train] [--litert]
 
 Models (random weights: speed depends on shapes only):
   dense         the plain network;
@@ -14,14 +14,58 @@ Models (random weights: speed depends on shapes only):
 Each round times every model once, in turn (each round starting with another model), so machine
 noise hits all of them alike; medians over rounds, ratios to dense, and the per-round ratios
 (dense and unstructured have the same shapes: their ratio shows the noise) are reported.
+A bad value is refused on one line before TensorFlow starts (``--verbosity=0``: the traceback).
 """
-import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
+from absl import flags
+
+from benchmarks import flag_args
+from launch import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROG = "benchmarks.serving"
+FLAGS = cli.new_flags()
+flags.DEFINE_integer("width", 64, "PreActResNet-18 width.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("sparsity", 0.8, "Unstructured sparsity of the masks, in [0, 0.99].",
+                   lower_bound=0.0, upper_bound=0.99, flag_values=FLAGS)
+flags.DEFINE_float("channel-sparsity", 0.5, "Fraction of the removable channels removed, "
+                   "in [0, 1].", lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_enum("score", "layer_mean", ("layer_mean", "global"),
+                  "Channel ranking: layer_mean or global (Chase's).", flag_values=FLAGS)
+flags.DEFINE_string("batches", "1,128", "Comma-separated serving batch sizes.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("rounds", 5, "Serving rounds (each times every model once).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("min-seconds", 1.0, "Least seconds of each timing.", lower_bound=1e-3,
+                   flag_values=FLAGS)
+flags.DEFINE_integer("train-batch", 32, "Training batch.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("train-steps", 3, "Timed training steps per round.", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("pgd-steps", 2, "PGD steps of each training step.", lower_bound=0,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("train-rounds", 2, "Training rounds (before/after the shrink alternated).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool("no-train", False, "Skip the training images/s.", flag_values=FLAGS)
+flags.DEFINE_bool("litert", False, "Also time .tflite files (dense, sparse-optimized, shrunk) "
+                  "at batch 1.", flag_values=FLAGS)
+
+
+def batch_sizes(text):
+    """``--batches`` as positive ints; a ValueError naming the bad value otherwise."""
+    try:
+        sizes = [int(b) for b in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--batches must be comma-separated positive integers (e.g. 1,128), "
+                         f"got {text!r}")
+    return sizes
 
 
 def channel_model(net, channel_sparsity, min_ratio=0.5, score="layer_mean"):
@@ -79,26 +123,18 @@ def _train_ips(net, x, y, steps, pgd_steps):
     return steps * x.shape[0] / (time.perf_counter() - t0)
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--sparsity", type=float, default=0.8)
-    p.add_argument("--channel-sparsity", type=float, default=0.5)
-    p.add_argument("--score", default="layer_mean", help="layer_mean or global (Chase's)")
-    p.add_argument("--batches", default="1,128")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--min-seconds", type=float, default=1.0)
-    p.add_argument("--train-batch", type=int, default=32)
-    p.add_argument("--train-steps", type=int, default=3)
-    p.add_argument("--pgd-steps", type=int, default=2)
-    p.add_argument("--train-rounds", type=int, default=2)
-    p.add_argument("--no-train", action="store_true")
-    p.add_argument("--litert", action="store_true",
-                   help="also time .tflite files (dense, sparse-optimized, shrunk) at batch 1")
-    a = p.parse_args()
+def main(argv=None):
+    """Prints the one JSON line.
+
+    Args:
+      argv: the flags, without the program name (default ``sys.argv[1:]``).
+    """
+    cli.parse(FLAGS, argv, PROG, __doc__)
+    a = flag_args.args(FLAGS)
+    batches = batch_sizes(a.batches)
 
     from launch import quiet
-    quiet.start_tensorflow()  # no C++ start-up lines between the JSON output
+    quiet.start_tensorflow(a.verbosity)  # no C++ start-up lines between the JSON output
     import keras
     import numpy as np
     import birds_tf
@@ -118,7 +154,7 @@ def main():
     unstructured = fold_masks(sparse_net)
     removed = channel_model(sparse_net, a.channel_sparsity, score=a.score)
     chan = shrink(sparse_net)
-    x_all = np.random.default_rng(0).random((max(int(b) for b in a.batches.split(",")),) + shape)
+    x_all = np.random.default_rng(0).random((max(batches),) + shape)
     x_all = x_all.astype("float32")
     np.testing.assert_allclose(np.asarray(chan(x_all[:4], training=False)),
                                np.asarray(sparse_net(x_all[:4], training=False)), atol=1e-4)
@@ -132,7 +168,7 @@ def main():
            "cpu": _cpu(), "serve_images_per_s": {}, "serve_ratio_to_dense": {}}
     counted = flop_count.count(narrow(sparse_net, removed))
     out["inference_flops"]["channel_shrunk_dense_storage"] = counted.flops_dense
-    for batch in (int(b) for b in a.batches.split(",")):
+    for batch in batches:
         x = x_all[:batch]
         fns = {k: _serve_fn(m, batch, shape) for k, m in models.items()}
         runs = {k: [] for k in models}
@@ -227,5 +263,10 @@ def _cpu():
     return None
 
 
+def entry(argv=None):
+    """``python -m benchmarks.serving``: ``main`` with a bad input as one line; exit status."""
+    return flag_args.entry(main, FLAGS, PROG, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(entry())

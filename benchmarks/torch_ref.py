@@ -9,6 +9,10 @@ attacks' default 10) on the reference's PreActResNet-18 carrying *our* Keras wei
 written by ``benchmarks.ours_step --save``), on the same images, so images/s and robust
 fractions are comparable.
 Prints one JSON line.
+
+An internal subprocess, not a user entry point: it runs in the torch venv, which has no absl, so
+it keeps argparse rather than ``launch/cli.py``'s conventions (the user commands are
+``benchmarks.pgd_at`` and ``benchmarks.device_bench``).
 """
 import argparse
 import contextlib

@@ -147,16 +147,16 @@ def test_cpu_model_reads_lscpu(monkeypatch):
     assert pgd_at.cpu_model() == "Intel(R) Xeon(R) 8481C"
 
 
-def test_unknown_part_is_refused_before_anything_runs(capsys):
-    with pytest.raises(SystemExit):
-        pgd_at.main(["--only", "steps,eval_typo"])
-    assert "eval_typo" in capsys.readouterr().err
+def test_unknown_part_is_refused_before_anything_runs():
+    with pytest.raises(SystemExit) as e:
+        pgd_at.entry(["--only", "steps,eval_typo"])
+    assert "eval_typo" in e.value.code
 
 
-def test_negative_threads_are_refused_and_a_cap_reaches_both_libraries(capsys):
-    with pytest.raises(SystemExit):
-        pgd_at.main(["--threads", "-1", "--only", "ceiling"])
-    assert "--threads must be >= 0" in capsys.readouterr().err
+def test_negative_threads_are_refused_and_a_cap_reaches_both_libraries():
+    with pytest.raises(SystemExit) as e:
+        pgd_at.entry(["--threads", "-1", "--only", "ceiling"])
+    assert "--threads must be >= 0" in e.value.code
     assert pgd_at.thread_env(1) == {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
                                     "TF_NUM_INTEROP_THREADS": "1"}
 
@@ -167,13 +167,15 @@ def test_negative_threads_are_refused_and_a_cap_reaches_both_libraries(capsys):
     (["--eval", "pgd20", "--train-steps", "3"], "belong to --eval autoattack, got --eval pgd20"),
     (["--eval", "autoattack", "--warmup-images", "-1"], "--warmup-images must be >= 0, got -1"),
 ])
-def test_bad_evaluation_options_are_refused_before_tensorflow_runs(monkeypatch, capsys, argv,
-                                                                    message):
+def test_bad_evaluation_options_are_refused_before_tensorflow_runs(monkeypatch, argv, message):
     from benchmarks import ours_step
-    monkeypatch.setattr("sys.argv", ["ours_step"] + argv)
-    with pytest.raises(SystemExit):
-        ours_step.main()
-    assert message in capsys.readouterr().err
+
+    def started(_):
+        raise AssertionError("TensorFlow's settings were touched")
+    monkeypatch.setattr(ours_step, "apply_thread_env", started)
+    with pytest.raises(SystemExit) as e:
+        ours_step.entry(argv)
+    assert message in e.value.code
 
 
 def test_trained_line_reports_both_sides_and_flags_an_untraced_attack(monkeypatch):

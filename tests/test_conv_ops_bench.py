@@ -1,4 +1,5 @@
-"""benchmarks/conv_ops.py: our side runs every shape and op; the weighted totals are hand math."""
+"""benchmarks/conv_ops.py: our side (conv_sides.py, as conv_ops runs it) times every shape and
+op; the weighted totals are hand math."""
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_tf_side_times_every_shape_and_op():
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "conv_ops.py"), "--side", "tf",
+        [sys.executable, os.path.join(ROOT, "benchmarks", "conv_sides.py"), "tf",
          "--batch", "1", "--width", "1", "--repeats", "1"],
         capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0, proc.stderr[-2000:]
