@@ -12,6 +12,7 @@ from birds_tf.metrics import flop_count
 from birds_tf.training import callbacks as cb
 from birds_tf.training import resume
 from birds_tf.utils import checks
+from birds_tf.utils.workdir import Workdir
 
 
 @pytest.fixture
@@ -65,6 +66,7 @@ def test_callback_slots_put_the_guard_first_and_evaluation_before_the_method(tmp
     config = experiment.Config(sparsity=0.8, method="fb")
     exp = types.SimpleNamespace(
         config=config, history=[], splits=None, strategy=None, verbose=None,
+        workdir=str(tmp_path), files=Workdir(tmp_path),
         path=lambda *parts: str(tmp_path.joinpath(*parts)),
         smoothing=types.SimpleNamespace(callbacks=lambda e, m, s: [swa_cb]))
     plugin = types.SimpleNamespace(sparse=True, callbacks=lambda e, m, s: [method_cb])

@@ -288,7 +288,7 @@ class OMP(StaticMask):
         trainer = stages.make_stage_trainer(exp, dense, self.pretrain, self.pretrain_epochs,
                                             self.pretrain_milestones, self.pretrain_lr)
         self._rows = stages.run_pre_stage(exp, trainer, self.pretrain_epochs,
-                                          "pretrain_metrics.csv", "pretrain",
+                                          "pretrain", "pretrain",
                                           robust_eval=self.pretrain_robust_eval)
         ticket = magnitude.global_magnitude_masks(dense, self.density, layer_filter="all",
                                                   rule="l1_unstructured")

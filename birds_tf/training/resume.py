@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from birds_tf.training import preemption
 from birds_tf.utils import records
+from birds_tf.utils.workdir import Workdir
 
 PREEMPTED_PREFIX = "preempted"
 
@@ -33,15 +34,15 @@ class CorruptStateError(ValueError):
 
 def checkpoint_dir(exp):
     """The folder of the run's resume checkpoints and ``state.json``."""
-    return exp.path("checkpoints", "resume")
+    return Workdir(exp.workdir).resume_dir
 
 
 def _state_path(exp):
-    return os.path.join(checkpoint_dir(exp), "state.json")
+    return Workdir(exp.workdir).state_json
 
 
 def _prev_path(exp):
-    return os.path.join(checkpoint_dir(exp), "state.prev.json")
+    return Workdir(exp.workdir).state_prev_json
 
 
 def _read_state(path):
