@@ -91,14 +91,16 @@ def claim_workdir(workdir, config_text, overwrite=False, resume_changed=False):
 
 def _record_config_change(workdir, path, previous):
     from birds_tf.utils import records
+    from birds_tf.utils.resume_state import ResumeState
     files = Workdir(workdir)
     if os.path.exists(files.results_json):
         raise ValueError(f"Workdir {workdir!r} holds a finished run (results.json); its config "
                          "is never changed. Use a new --workdir.")
     state_path = files.state_json
     try:
-        epoch = int(records.read_json(state_path)["epoch"])
-    except (OSError, ValueError, KeyError):
+        with open(state_path) as f:
+            epoch = int(ResumeState.from_json(f.read()).epoch)
+    except (OSError, ValueError, TypeError):
         raise ValueError(f"--resume_changed_config: {workdir!r} has no resume state to continue "
                          f"({state_path} is missing or torn); start a new --workdir.") from None
     kept = files.kept_config_gin_name(epoch)

@@ -12,6 +12,7 @@ from birds_tf.metrics import flop_count
 from birds_tf.training import callbacks as cb
 from birds_tf.training import resume
 from birds_tf.utils import checks
+from birds_tf.utils.resume_state import ResumeState
 from birds_tf.utils.workdir import Workdir
 
 
@@ -93,10 +94,13 @@ def test_restore_callback_sets_the_saved_state_by_class_name():
         def set_state(self, state):
             self.state = state
 
-    got = resume.restore_callback({"callbacks": {"Stateful": {"step": 3}}}, Stateful())
+    saved = ResumeState(stage="main", callbacks={"Stateful": {"step": 3}})
+    got = resume.restore_callback(saved, Stateful())
     assert got.state == {"step": 3}
     assert resume.restore_callback(None, Stateful()).state is None
-    assert resume.restore_callback({"callbacks": {}}, Stateful()).state is None
+    assert resume.restore_callback(ResumeState(stage="main", callbacks={}),
+                                   Stateful()).state is None
+    assert resume.restore_callback(ResumeState(stage="main"), Stateful()).state is None
 
 
 @pytest.mark.parametrize("value, minimum, ok", [

@@ -115,7 +115,7 @@ def _run_with_exit_after_epoch(workdir, epoch):
 
     def save_then_stop(exp, state):
         save(exp, state)
-        if state.get("epoch") == epoch and state.get("stage") == "main":
+        if state.epoch == epoch and state.stage == "main":
             raise SystemExit("stopped for the test")
 
     resume.save_state = save_then_stop

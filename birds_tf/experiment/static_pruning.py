@@ -23,7 +23,7 @@ in how the mask is chosen:
 * ``gmp`` -- gradual magnitude pruning during PGD-AT with tfmot's ``PolynomialDecay`` (power 3)
   or ``ConstantSparsity`` schedule (``birds_tf.pruning.gradual``); not a row of the paper.
 
-Masks are chosen once, before the main stage; on resume (``state['stage'] == 'main'``) the net is
+Masks are chosen once, before the main stage; on resume (``state.stage == 'main'``) the net is
 rebuilt with all-ones masks and the checkpoint restores the chosen ones, so nothing is recomputed.
 What the results need from the pruning step is kept in ``pruning.json`` in the workdir.
 """

@@ -357,7 +357,7 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
     method = plugin.callbacks(exp, model, state)
     smooth = exp.smoothing.callbacks(exp, model, state)
     writer = cb.MetricsWriter(exp.files.metrics_csv, exp.history)
-    partial = (state or {}).get("partial") if resume.in_main_stage(state) else None
+    partial = state.partial if resume.in_main_stage(state) else None
     slots = {
         "guard": [cb.NonFiniteLossGuard(exp, partial)],
         "evaluation": [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy,
@@ -394,13 +394,13 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
     best_val_ra = -1.0
     # "done" without results.json: killed while finishing; every epoch is in the checkpoint.
     if resume.in_main_stage(state):
-        initial_epoch = int(state["epoch"])
-        exp.history = list(state["history"])
-        best_val_ra = float(state.get("best_val_ra", -1.0))
+        initial_epoch = int(state.epoch)
+        exp.history = list(state.history)
+        best_val_ra = float(-1.0 if state.best_val_ra is None else state.best_val_ra)
         resume.restore_trainer(exp, model, state)
     slots, callbacks = main_stage_callbacks(exp, plugin, model, state, best_val_ra)
     writer = slots["metrics"][0]
-    partial = state.get("partial") if resume.in_main_stage(state) else None
+    partial = state.partial if resume.in_main_stage(state) else None
     steps = exp.splits.steps_per_epoch
     with preemption.step_boundary():  # a SIGTERM now saves at the next step's end
         if partial and initial_epoch < c.epochs:
