@@ -81,8 +81,8 @@ def resolve_teacher_path(path, checkpoint="best", role="teacher"):
         return "keras", model
     raise FileNotFoundError(
         f"KD {role} {path!r} is neither a SavedModel folder (no saved_model.pb) nor a "
-        f"launch.train workdir with {Workdir.checkpoint_name(checkpoint)} (has its training finished "
-        "at least one epoch?).")
+        f"launch.train workdir with {Workdir.checkpoint_name(checkpoint)} (has its training "
+        "finished at least one epoch?).")
 
 
 def load_teacher(path, checkpoint="best", role="teacher", strategy=None):
