@@ -33,6 +33,7 @@ from absl import flags
 
 from benchmarks import flag_args
 from birds_tf.metrics.paired import t_quantile, t_two_sided_p
+from birds_tf.utils.workdir import Workdir
 from launch import cli
 
 SMALL = ("conv1", "layer2_0_shortcut", "layer3_0_shortcut", "layer4_0_shortcut")
@@ -71,7 +72,7 @@ def welch(a, b, confidence=0.95):
 
 def _tf_layers(workdir):
     """birds-tf's final density of the small layers, from the last row of ``metrics.csv``."""
-    path = os.path.join(workdir, "metrics.csv")
+    path = Workdir(workdir).metrics_csv
     if not os.path.exists(path):
         return {}
     with open(path) as f:
@@ -102,7 +103,7 @@ def _torch_layers(log):
 
 def read_run(workdir, side, log=None):
     """The per-seed figures of one run folder (None when it has no ``results.json``)."""
-    path = os.path.join(workdir, "results.json")
+    path = Workdir(workdir).results_json
     if not os.path.exists(path):
         return None
     with open(path) as f:

@@ -46,6 +46,7 @@ def load(folder):
         raise ResultsFolderError(f"--results {folder!r} is a file, not a results folder.")
     marker_path = os.path.join(folder, "reproduce.json")
     marker = _read_json(marker_path) if os.path.exists(marker_path) else None
+    from birds_tf.utils.workdir import Workdir
     runs = []
     if not os.path.isdir(folder):
         return marker, runs
@@ -55,11 +56,11 @@ def load(folder):
             continue
         for name in os.listdir(row_dir):
             match = re.fullmatch(r"seed(\d+)", name)
-            path = os.path.join(row_dir, name, "results.json")
+            run = Workdir(os.path.join(row_dir, name))
+            path = run.results_json
             if not match or not os.path.exists(path):
                 continue
-            run_dir = os.path.dirname(path)
-            extra = [os.path.join(run_dir, f) for f in ("config.json", "run.json")]
+            extra = [run.config_json, run.run_json]
             runs.append((row, int(match.group(1)), _read_json(path),
                          *(_read_json(p) if os.path.exists(p) else {} for p in extra)))
     if runs and marker is None:

@@ -8,9 +8,10 @@ import tokenize
 import gin
 
 from birds_tf.utils import lock
+from birds_tf.utils.workdir import Workdir
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-CONFIG_CHANGES = "config_changes.json"
+CONFIG_CHANGES = Workdir.CONFIG_CHANGES_JSON
 
 
 def import_configurables():
@@ -63,7 +64,7 @@ def claim_workdir(workdir, config_text, overwrite=False, resume_changed=False):
     lower rate after a non-finite loss): the old config is kept as ``config.until-epoch<N>.gin``
     and the change listed in ``config_changes.json`` (copied into ``results.json``).
     """
-    path = os.path.join(workdir, "config.gin")
+    path = Workdir(workdir).config_gin
     if os.path.exists(path):
         with open(path) as f:
             previous = f.read()
@@ -85,37 +86,35 @@ def claim_workdir(workdir, config_text, overwrite=False, resume_changed=False):
                          "choose another --workdir.")
     os.makedirs(workdir, exist_ok=True)
     if not os.path.exists(path) or resume_changed:
-        from birds_tf.utils.records import atomic_write_text
-        atomic_write_text(path, config_text)
+        Workdir(workdir).write_config_gin(config_text)
 
 
 def _record_config_change(workdir, path, previous):
-    import json
-
     from birds_tf.utils import records
-    if os.path.exists(os.path.join(workdir, "results.json")):
+    from birds_tf.utils.resume_state import ResumeState
+    files = Workdir(workdir)
+    if os.path.exists(files.results_json):
         raise ValueError(f"Workdir {workdir!r} holds a finished run (results.json); its config "
                          "is never changed. Use a new --workdir.")
-    state_path = os.path.join(workdir, "checkpoints", "resume", "state.json")
+    state_path = files.state_json
     try:
-        epoch = int(records.read_json(state_path)["epoch"])
-    except (OSError, ValueError, KeyError):
+        with open(state_path) as f:
+            epoch = int(ResumeState.from_json(f.read()).epoch)
+    except (OSError, ValueError, TypeError):
         raise ValueError(f"--resume_changed_config: {workdir!r} has no resume state to continue "
                          f"({state_path} is missing or torn); start a new --workdir.") from None
-    kept = f"config.until-epoch{epoch}.gin"
-    records.atomic_write_text(os.path.join(workdir, kept), previous)
-    changes_path = os.path.join(workdir, CONFIG_CHANGES)
-    changes = records.read_json(changes_path) if os.path.exists(changes_path) else []
+    kept = files.kept_config_gin_name(epoch)
+    records.atomic_write_text(files.path(kept), previous)
+    changes = files.read_config_changes() or []
     changes.append({"from_epoch": epoch + 1, "previous_config": kept,
                     "time": time.strftime("%Y-%m-%d %H:%M:%S")})
-    records.atomic_write_text(changes_path, json.dumps(changes, indent=1) + "\n")
+    files.write_config_changes(changes)
     print(f"Resuming {workdir} at epoch {epoch + 1} with a changed config; the old one is "
           f"{kept} (listed in {CONFIG_CHANGES} and results.json).")
 
 
 def write_operative_config(workdir):
-    from birds_tf.utils.records import atomic_write_text
-    atomic_write_text(os.path.join(workdir, "operative_config.gin"), gin.operative_config_str())
+    Workdir(workdir).write_operative_config_gin(gin.operative_config_str())
 
 
 def fault_exit(prog, error):

@@ -38,10 +38,9 @@ def main(out=OUT, rows=ROWS, argv=None):
                           csv_path=os.path.join(out, "demo_table.csv"))
     from birds_tf.plots import accuracy_figure
     figure = accuracy_figure(workdirs, out)[0]
-    import json
     from birds_tf.metrics.reproduction import describe_config
-    with open(os.path.join(workdirs[0], "config.json")) as f:
-        trained = describe_config(json.load(f))
+    from birds_tf.utils.workdir import Workdir
+    trained = describe_config(Workdir(workdirs[0]).read_config())
     print()
     print(f"One seed (seed 1) of {trained}.")
     print(md)

@@ -48,8 +48,6 @@ MARKER = "reproduce.json"
 # dataset, arch, sparsity, method, setting).
 EXTRA_ROWS = (("1", "fb_plus_channel", "gin/fb_plus_channel_resnet18.gin", "CIFAR-10", "cifar10",
                "preact_resnet18", 80.0, "fb_plus_channel", "Flying Bird+ (channel)"),)
-# The small files of a finished run that --results_dir keeps (no checkpoints, no event files).
-RESULT_FILES = ("results.json", "metrics.csv", "config.json", "config.gin", "run.json")
 
 FLAGS = cli.new_flags()
 flags.DEFINE_string("table", None, "Paper table: 1, 2, 3, A6, A10, A11, A12 or A17 (required).",
@@ -171,6 +169,7 @@ def committed(results_dir, out, workdir):
 def _check_configs(runs, results_dir=None, out=None):
     """Parse every run's config now (typos fail here) and refuse a workdir with another one."""
     import gin
+    from birds_tf.utils.workdir import Workdir
     from . import common
     for row, seed, files, bindings, workdir in runs:
         gin.clear_config()
@@ -180,9 +179,9 @@ def _check_configs(runs, results_dir=None, out=None):
             raise ReproduceError(f"Row {row.row} ({row.gin}): its config does not parse: {e}")
         finally:
             gin.clear_config()
-        held = [(os.path.join(workdir, "config.gin"), "--out")]
+        held = [(Workdir(workdir).config_gin, "--out")]
         if results_dir:
-            held.append((os.path.join(committed(results_dir, out, workdir), "config.gin"),
+            held.append((Workdir(committed(results_dir, out, workdir)).config_gin,
                          "--results_dir"))
         for path, flag in held:
             if os.path.exists(path):
@@ -243,15 +242,17 @@ def run_record(seconds, trained=True):
 def copy_results(workdir, target):
     """The run's small files into ``target`` (written whole; the folder appears last)."""
     from birds_tf.utils.records import atomic_write_text
+    from birds_tf.utils.workdir import RESULT_FILES, Workdir
+    source_dir, target_dir = Workdir(workdir), Workdir(target)
     os.makedirs(target, exist_ok=True)
     for name in RESULT_FILES:
-        source = os.path.join(workdir, name)
-        if os.path.exists(source) and name != "results.json":
-            shutil.copyfile(source, os.path.join(target, name + ".tmp"))
-            os.replace(os.path.join(target, name + ".tmp"), os.path.join(target, name))
+        source = source_dir.path(name)
+        if os.path.exists(source) and name != Workdir.RESULTS_JSON:
+            shutil.copyfile(source, target_dir.path(name + ".tmp"))
+            os.replace(target_dir.path(name + ".tmp"), target_dir.path(name))
     # results.json last: its presence is what marks the committed run finished.
-    with open(os.path.join(workdir, "results.json")) as f:
-        atomic_write_text(os.path.join(target, "results.json"), f.read())
+    with open(source_dir.results_json) as f:
+        atomic_write_text(target_dir.results_json, f.read())
 
 
 def _train(files, bindings, workdir, verbose=1):
@@ -309,18 +310,20 @@ def run(table, seeds=1, scale="paper", out=None, rows=None, gin_bindings=(), ver
 
 
 def _run_planned(out, selected, runs, key, table, seeds, scale, verbose, results_dir):
+    from birds_tf.utils.workdir import Workdir
     _write_marker(out, key, scale, selected, seeds)
     if results_dir:
         _write_marker(results_dir, key, scale, selected, seeds)
     results, finished = {}, []
     start = time.time()
-    for i, (row, seed, files, bindings, workdir) in enumerate(runs, 1):
-        path = os.path.join(workdir, "results.json")
+    for i, (row, seed, gin_files, bindings, workdir) in enumerate(runs, 1):
+        files = Workdir(workdir)
+        path = files.results_json
         kept = committed(results_dir, out, workdir) if results_dir else None
         state = "reused" if os.path.exists(path) else (
-            "resumed" if os.path.exists(os.path.join(workdir, "config.gin")) else "training")
-        if kept and os.path.exists(os.path.join(kept, "results.json")):
-            state, path = "committed", os.path.join(kept, "results.json")
+            "resumed" if os.path.exists(files.config_gin) else "training")
+        if kept and os.path.exists(Workdir(kept).results_json):
+            state, path = "committed", Workdir(kept).results_json
         print(f"[{i}/{len(runs)}] table {key} row {row.row} seed {seed}: {state} -> "
               f"{kept if state == 'committed' else workdir}", flush=True)
         t0 = time.time()
@@ -328,14 +331,11 @@ def _run_planned(out, selected, runs, key, table, seeds, scale, verbose, results
             with open(path) as f:
                 res = json.load(f)
         else:
-            res = _train(files, bindings, workdir, verbose)
-            from birds_tf.utils.records import write_json
-            write_json(os.path.join(workdir, "run.json"), run_record(time.time() - t0))
+            res = _train(gin_files, bindings, workdir, verbose)
+            files.write_run(run_record(time.time() - t0))
         if kept and state != "committed":
-            if not os.path.exists(os.path.join(workdir, "run.json")):
-                from birds_tf.utils.records import write_json
-                write_json(os.path.join(workdir, "run.json"),
-                           run_record(res.get("seconds"), trained=False))
+            if not os.path.exists(files.run_json):
+                files.write_run(run_record(res.get("seconds"), trained=False))
             copy_results(workdir, kept)
         res = dict(res, seed=seed)
         print(f"[{i}/{len(runs)}] {row.row} seed {seed}: RA best {res['ra_best']:.2f} final "
@@ -350,9 +350,9 @@ def _run_planned(out, selected, runs, key, table, seeds, scale, verbose, results
     title = reproduction.title(key, scale, seeds)
     trained = None
     if scale != "paper":
-        config = os.path.join(runs[0][4], "config.json")
+        config = Workdir(runs[0][4]).config_json
         if results_dir:
-            config = os.path.join(committed(results_dir, out, runs[0][4]), "config.json")
+            config = Workdir(committed(results_dir, out, runs[0][4])).config_json
         if os.path.exists(config):
             with open(config) as f:
                 trained = reproduction.describe_config(json.load(f))

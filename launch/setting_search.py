@@ -47,6 +47,7 @@ def plan(candidate, seeds, out=None, gin_bindings=()):
     out = out or os.path.join("runs", "setting_search",
                               os.path.splitext(os.path.basename(candidate))[0])
     import gin
+    from birds_tf.utils.workdir import Workdir
     from . import common
     runs = []
     for k in range(1, seeds + 1):
@@ -59,7 +60,7 @@ def plan(candidate, seeds, out=None, gin_bindings=()):
             raise SearchError(f"{candidate}: the config does not parse: {e}") from None
         finally:
             gin.clear_config()
-        held = os.path.join(workdir, "config.gin")
+        held = Workdir(workdir).config_gin
         if os.path.exists(held):
             with open(held) as f:
                 if f.read() != text:
@@ -114,19 +115,17 @@ SETTING_KEYS = ("dataset", "max_train", "augment", "arch_kwargs", "epochs", "lr"
 def record(candidate, workdirs, per_seed, seconds, summary, met):
     """choice.json's content: validation numbers only (curves included, so the falls can be
     recomputed by hand), never a test number: the setting is chosen before any is read."""
-    from birds_tf.utils import records
-    import json
+    from birds_tf.utils.workdir import Workdir
     seeds = []
     for workdir, signs, sec in zip(workdirs, per_seed, seconds):
-        history = records.read_metrics_csv(os.path.join(workdir, "metrics.csv"))
-        with open(os.path.join(workdir, "results.json")) as f:
-            trained = json.load(f).get("seconds")  # the run's own time; a reused seed's call is
-        seeds.append(dict(signs, wall_seconds=trained if trained is not None else sec,  # short
+        history = Workdir(workdir).read_metrics()
+        # the run's own time; a reused seed's call is short
+        trained = Workdir(workdir).read_results().get("seconds")
+        seeds.append(dict(signs, wall_seconds=trained if trained is not None else sec,
                           val_ra_curve=[float(r["val_ra"]) for r in history],
                           val_robust_loss_curve=[float(r["val_robust_loss"]) for r in history],
                           train_ra_curve=[float(r["train_ra"]) for r in history]))
-    with open(os.path.join(workdirs[0], "config.json")) as f:
-        config = json.load(f)
+    config = Workdir(workdirs[0]).read_config()
     return {"candidate": candidate, "setting": {k: config.get(k) for k in SETTING_KEYS},
             "seeds": seeds, "summary": {k: list(v) for k, v in summary.items()}, "met": met}
 
@@ -135,11 +134,12 @@ def keep(results_dir, candidate, workdirs, choice):
     """``<results_dir>/<candidate>/``: choice.json and each seed's config.gin (kilobytes)."""
     import shutil
     from birds_tf.utils import records
+    from birds_tf.utils.workdir import Workdir
     target = os.path.join(results_dir, os.path.splitext(os.path.basename(candidate))[0])
     for k, workdir in enumerate(workdirs, 1):
-        os.makedirs(os.path.join(target, f"seed{k}"), exist_ok=True)
-        shutil.copyfile(os.path.join(workdir, "config.gin"),
-                        os.path.join(target, f"seed{k}", "config.gin"))
+        seed_dir = Workdir(os.path.join(target, f"seed{k}"))
+        os.makedirs(seed_dir.root, exist_ok=True)
+        shutil.copyfile(Workdir(workdir).config_gin, seed_dir.config_gin)
     records.write_json(os.path.join(target, "choice.json"), choice)
     return target
 
@@ -151,6 +151,7 @@ def run(candidate, seeds=3, out=None, gin_bindings=(), verbose=1, results_dir=No
     runs = plan(candidate, seeds, out, gin_bindings)
     from birds_tf.metrics import overfitting
     from birds_tf.utils import records
+    from birds_tf.utils.workdir import Workdir
     from . import reproduce
     per_seed, seconds = [], []
     for i, (files, bindings, workdir) in enumerate(runs, 1):
@@ -158,7 +159,7 @@ def run(candidate, seeds=3, out=None, gin_bindings=(), verbose=1, results_dir=No
         t0 = time.time()
         res = reproduce._train(files, bindings, workdir, verbose)
         seconds.append(time.time() - t0)
-        history = records.read_metrics_csv(os.path.join(workdir, "metrics.csv"))
+        history = Workdir(workdir).read_metrics()
         per_seed.append(overfitting.validation_signs(history, res))
     summary = summarize(per_seed)
     md, ok = table(per_seed, summary, seconds)

@@ -12,6 +12,8 @@ from birds_tf.metrics import flop_count
 from birds_tf.training import callbacks as cb
 from birds_tf.training import resume
 from birds_tf.utils import checks
+from birds_tf.utils.resume_state import ResumeState
+from birds_tf.utils.workdir import Workdir
 
 
 @pytest.fixture
@@ -65,6 +67,7 @@ def test_callback_slots_put_the_guard_first_and_evaluation_before_the_method(tmp
     config = experiment.Config(sparsity=0.8, method="fb")
     exp = types.SimpleNamespace(
         config=config, history=[], splits=None, strategy=None, verbose=None,
+        workdir=str(tmp_path), files=Workdir(tmp_path),
         path=lambda *parts: str(tmp_path.joinpath(*parts)),
         smoothing=types.SimpleNamespace(callbacks=lambda e, m, s: [swa_cb]))
     plugin = types.SimpleNamespace(sparse=True, callbacks=lambda e, m, s: [method_cb])
@@ -91,10 +94,13 @@ def test_restore_callback_sets_the_saved_state_by_class_name():
         def set_state(self, state):
             self.state = state
 
-    got = resume.restore_callback({"callbacks": {"Stateful": {"step": 3}}}, Stateful())
+    saved = ResumeState(stage="main", callbacks={"Stateful": {"step": 3}})
+    got = resume.restore_callback(saved, Stateful())
     assert got.state == {"step": 3}
     assert resume.restore_callback(None, Stateful()).state is None
-    assert resume.restore_callback({"callbacks": {}}, Stateful()).state is None
+    assert resume.restore_callback(ResumeState(stage="main", callbacks={}),
+                                   Stateful()).state is None
+    assert resume.restore_callback(ResumeState(stage="main"), Stateful()).state is None
 
 
 @pytest.mark.parametrize("value, minimum, ok", [

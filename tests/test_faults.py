@@ -115,7 +115,7 @@ def _run_with_exit_after_epoch(workdir, epoch):
 
     def save_then_stop(exp, state):
         save(exp, state)
-        if state.get("epoch") == epoch and state.get("stage") == "main":
+        if state.epoch == epoch and state.stage == "main":
             raise SystemExit("stopped for the test")
 
     resume.save_state = save_then_stop
@@ -243,7 +243,8 @@ def test_sigterm_without_mid_epoch_saving_stops_at_the_step_and_writes_nothing(t
     """fb_plus_channel and multi-worker runs: the rerun starts the epoch again."""
     import signal
     import types
-    exp = types.SimpleNamespace(path=lambda *parts: str(tmp_path.joinpath(*parts)))
+    exp = types.SimpleNamespace(workdir=str(tmp_path),
+                                path=lambda *parts: str(tmp_path.joinpath(*parts)))
     callback = resume.ResumeCheckpoint(exp, None, None, mid_epoch=False)
     callback.on_epoch_begin(4)
     with preemption.on_sigterm(), preemption.step_boundary():

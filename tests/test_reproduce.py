@@ -9,6 +9,7 @@ import gin
 import numpy as np
 import pytest
 
+from birds_tf.utils import workdir as workdir_lib
 from launch import reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,7 +125,7 @@ def test_smoke_table_two_rows_two_seeds_resumes_an_interrupted_run(tmp_path, cap
     md_kept, _, _, _ = reproduce.run("1", 2, "smoke", str(out), ["dense", "fb_plus"], TINY,
                                      results_dir=str(kept))
     assert md_kept == md
-    assert sorted(os.listdir(kept / "fb_plus" / "seed2")) == sorted(reproduce.RESULT_FILES)
+    assert sorted(os.listdir(kept / "fb_plus" / "seed2")) == sorted(workdir_lib.RESULT_FILES)
     assert (kept / "fb_plus" / "seed2" / "results.json").read_text() == \
         saved[("fb_plus", 2)]
     assert (kept / "table.csv").read_text() == (out / "table.csv").read_text()

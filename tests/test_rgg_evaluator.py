@@ -10,6 +10,7 @@ import tensorflow as tf
 from birds_tf.experiment import train_eval as experiment
 from birds_tf.training import epoch_eval
 from birds_tf.training.adversarial import AttackConfig
+from birds_tf.utils.workdir import Workdir
 
 ATTACK = AttackConfig(eps=0.1, step_size=0.04, steps=3, random_start=True, bn_mode="eval")
 
@@ -91,6 +92,7 @@ def test_finish_measures_train_ra_on_unaugmented_train_split_with_eval_attack(tm
     row = {"epoch": 1, "val_ra": 40.0, "test_ra": 41.0, "test_sa": 70.0, "train_ra": 55.0}
     exp = types.SimpleNamespace(config=config, history=[row], splits=splits, strategy=None,
                                 smoothing=types.SimpleNamespace(results=lambda e, m: {}),
+                                workdir=str(tmp_path), files=Workdir(tmp_path),
                                 path=lambda name: str(tmp_path / name))
     plugin = types.SimpleNamespace(sparse=False, results=lambda e, m: {}, costs=lambda e, m: None,
                                    settings_record=lambda e: {})

@@ -8,6 +8,7 @@ import pytest
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.utils import records
+from birds_tf.utils.resume_state import ResumeState
 from birds_tf.experiment import robust_bird, stages
 from birds_tf.sparsity import early_bird
 from birds_tf.training.adversarial import AttackConfig
@@ -244,7 +245,7 @@ def test_rb_config_runs_both_stages_and_rewinds_to_theta0(tmp_path, tiny_arch, m
     exp = captured["exp"]
     plugin = robust_bird.RobustBird(exp.config, stage1_epochs=3, stage1_milestones=(2,),
                                     queue_length=2)
-    net, _ = plugin.prepare(exp, {"stage": "main", "epoch": 1})
+    net, _ = plugin.prepare(exp, ResumeState(stage="main", epoch=1))
     assert (workdir / "stage1_metrics.csv").read_text() == before
     assert masks_lib.global_density(net) == 1.0      # the checkpoint restores the masks
     assert plugin.results(exp, None)["ticket_epoch"] == 3

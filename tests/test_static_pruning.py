@@ -11,6 +11,7 @@ from birds_tf.pruning import masks as pruning_masks
 from birds_tf.sparsity import magnitude
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.utils import records
+from birds_tf.utils.resume_state import ResumeState
 from birds_tf.experiment import method as methods
 from birds_tf.experiment import static_pruning
 from birds_tf.training.adversarial import AdversarialModel, AttackConfig
@@ -218,7 +219,7 @@ def test_omp_config_pretrains_prunes_and_retrains(tmp_path, tiny_arch):
     # Resuming the main stage neither pre-trains again nor needs anything but pruning.json.
     exp = experiment(workdir, "omp")
     plugin = static_pruning.OMP(exp.config, pretrain_epochs=1, pretrain_milestones=())
-    net, _ = plugin.prepare(exp, {"stage": "main", "epoch": 1})
+    net, _ = plugin.prepare(exp, ResumeState(stage="main", epoch=1))
     assert masks_lib.global_density(net) == 1.0
     assert plugin.results(exp, None)["pretrain_epochs"] == 1
     assert len(records.read_metrics_csv(str(workdir / "pretrain_metrics.csv"))) == 1

@@ -9,6 +9,7 @@ import ast
 import os
 
 from birds_tf.attacks import _common, registry
+from birds_tf.utils.workdir import Workdir
 
 # The paper's Table A8 attacks (Appendix A3.2): its "CW" is taken as CW-L2, inferred from the
 # parameters it gives (a search on c, a learning rate); PGD-20 is the main tables' attack.
@@ -49,8 +50,7 @@ def model_kind(path):
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return "saved_model"
-    ckpt = os.path.join(path, "checkpoints")
-    if os.path.isdir(ckpt) and any(f.endswith(".keras") for f in os.listdir(ckpt)):
+    if Workdir(path).saved_checkpoints():
         return "workdir"
     kinds = ("a launch.train workdir (checkpoints/best.keras or final.keras) or a SavedModel "
              "folder (saved_model.pb, e.g. from launch.export)")

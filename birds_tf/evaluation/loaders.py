@@ -64,11 +64,12 @@ def describe(path, which="best"):
     if kind == "workdir":
         check_which(which)
         info["which"] = which
-        info["checkpoint"] = os.path.abspath(os.path.join(path, "checkpoints", f"{which}.keras"))
+        info["checkpoint"] = os.path.abspath(workdir_lib.Workdir(path).checkpoint(which))
         if not os.path.isfile(info["checkpoint"]):
             other = "final" if which == "best" else "best"
-            raise ValueError(f"Workdir {path!r} has no checkpoints/{which}.keras; pass "
-                             f"--which={other} or let the run finish.")
+            name = workdir_lib.Workdir.checkpoint_name(which)
+            raise ValueError(f"Workdir {path!r} has no {name}; pass --which={other} or let the "
+                             "run finish.")
         info["dataset"], info["data_dir"] = _workdir_data(path)
     else:
         info["checkpoint"] = info["path"]
@@ -88,10 +89,9 @@ def _workdir_data(path):
         dataset, data_dir = cfg.dataset, cfg.data_dir
     except Exception:  # no or unreadable config: fall back to results.json
         pass
-    results = os.path.join(path, "results.json")
-    if os.path.isfile(results):
-        with open(results) as f:
-            dataset = json.load(f).get("dataset") or dataset
+    files = workdir_lib.Workdir(path)
+    if os.path.isfile(files.results_json):
+        dataset = files.read_results().get("dataset") or dataset
     return dataset, data_dir
 
 

@@ -92,12 +92,12 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
             _, model = self.prepare(exp, state)
             run_stage(exp, self, model, state, verbose)
             state = resume.load(exp)
-            if int(state.get("epoch", 0)) >= exp.config.epochs:
+            if int(state.epoch or 0) >= exp.config.epochs:
                 return model
 
     def prepare(self, exp, state):
         net, model = super().prepare(exp, state)
-        saved = state.get("callbacks", {}).get(_STATE_KEY) if resume.in_main_stage(state) else None
+        saved = state.callback_state(_STATE_KEY) if resume.in_main_stage(state) else None
         if not saved:
             return net, model
         physical = saved.get("physical") or {}
@@ -109,7 +109,7 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
                    saved.get("removed", {}).items()}
         pending = {k: v for k, v in pending.items() if v}
         if not (self.shrink_during_training and pending
-                and int(state["epoch"]) < exp.config.epochs):
+                and int(state.epoch) < exp.config.epochs):
             return net, model
         resume.restore_trainer(exp, model, state)
         current = {}
@@ -124,15 +124,15 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
         _carry_optimizer(model, new_model, shrink_lib.paired_variables(net, new_net),
                          shrink_lib.slicing_plan(net, current))
         path = resume.trainer_checkpoint(new_model).write(
-            os.path.join(resume.checkpoint_dir(exp), f"shrunk-{int(state['epoch'])}"))
+            os.path.join(resume.checkpoint_dir(exp), f"shrunk-{int(state.epoch)}"))
         saved["physical"] = {k: sorted(set(physical.get(k, ())) | set(v))
                              for k, v in saved.get("removed", {}).items()}
         saved["shrinks"] = list(saved.get("shrinks", [])) + [{
-            "epoch": int(state["epoch"]), "channels": {k: len(v) for k, v in current.items()},
+            "epoch": int(state.epoch), "channels": {k: len(v) for k, v in current.items()},
             "filters_after": {k: int(new_net.get_layer(k).filters) for k in current}}]
-        state["checkpoint"] = path
+        state.checkpoint = path
         resume.save_state(exp, state)
-        resume.fault_point("shrink", int(state["epoch"]))  # tests: a crash right after
+        resume.fault_point("shrink", int(state.epoch))  # tests: a crash right after
         return new_net, new_model
 
     def settings(self, exp=None):

@@ -66,7 +66,7 @@ class InverseWeightsInheritance(method.Method):
             net = exp.build_net()
             return net, exp.make_trainer(net)
         dense = exp.build_net()
-        log = stages.PreStageLog(exp.path("iwi_stage_a_metrics.csv"), exp.splits, "dense",
+        log = stages.PreStageLog(exp.files.stage_metrics_csv("iwi_stage_a"), exp.splits, "dense",
                                  exp.strategy, seed=self.config.seed)
         trainer = stages.make_stage_trainer(exp, dense, "pgd", self.dense_epochs,
                                             self.dense_milestones)

@@ -109,7 +109,7 @@ class RobustBird(method.Method):
                                             self.fast_peak_lr)
         detector = EarlyBirdDetector(net, density, self.tau, self.queue_length, self.comparison,
                                      self.distance_mode)
-        rows = stages.run_pre_stage(exp, trainer, self.stage1_epochs, "stage1_metrics.csv",
+        rows = stages.run_pre_stage(exp, trainer, self.stage1_epochs, "stage1",
                                     "stage1", [detector])
         found = detector.ticket_epoch is not None
         if not found:

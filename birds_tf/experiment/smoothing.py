@@ -177,7 +177,7 @@ class Smoothing:
         callback = swa_lib.StochasticWeightAveraging(
             model.net, self.swa.start_epoch, exp.splits.train_eval, val=exp.splits.val,
             test=exp.splits.test, attack=c.eval_attack(), strategy=exp.strategy, seed=c.seed,
-            directory=exp.path("checkpoints"), build_net=exp.build_net)
+            directory=exp.files.checkpoints_dir, build_net=exp.build_net)
         resume.restore_callback(state, callback)
         self.swa.callback = callback
         return [callback]

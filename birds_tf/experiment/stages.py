@@ -159,15 +159,17 @@ class PreStageLog(keras.callbacks.Callback):
             print(progress.format_stage(row), flush=True)
 
 
-def run_pre_stage(exp, trainer, epochs, csv_name, stage, callbacks=(), robust_eval=False,
+def run_pre_stage(exp, trainer, epochs, file_stage, stage, callbacks=(), robust_eval=False,
                   log=None):
     """``fit`` a pre-stage for up to ``epochs`` epochs; returns its rows (one per epoch run).
+
+    The rows go to ``<file_stage>_metrics.csv`` (``Workdir.stage_metrics_csv``).
 
     Pass the ``log`` of an earlier pre-stage on the same net to append to its CSV (and reuse its
     compiled evaluator); its ``stage`` label is switched to ``stage``.
     """
     if log is None:
-        log = PreStageLog(exp.path(csv_name), exp.splits, stage, exp.strategy,
+        log = PreStageLog(exp.files.stage_metrics_csv(file_stage), exp.splits, stage, exp.strategy,
                           exp.config.eval_attack() if robust_eval else None, exp.config.seed)
     log.stage = stage
     log.console = exp.verbose != 0

@@ -23,7 +23,7 @@ in how the mask is chosen:
 * ``gmp`` -- gradual magnitude pruning during PGD-AT with tfmot's ``PolynomialDecay`` (power 3)
   or ``ConstantSparsity`` schedule (``birds_tf.pruning.gradual``); not a row of the paper.
 
-Masks are chosen once, before the main stage; on resume (``state['stage'] == 'main'``) the net is
+Masks are chosen once, before the main stage; on resume (``state.stage == 'main'``) the net is
 rebuilt with all-ones masks and the checkpoint restores the chosen ones, so nothing is recomputed.
 What the results need from the pruning step is kept in ``pruning.json`` in the workdir.
 """
@@ -288,7 +288,7 @@ class OMP(StaticMask):
         trainer = stages.make_stage_trainer(exp, dense, self.pretrain, self.pretrain_epochs,
                                             self.pretrain_milestones, self.pretrain_lr)
         self._rows = stages.run_pre_stage(exp, trainer, self.pretrain_epochs,
-                                          "pretrain_metrics.csv", "pretrain",
+                                          "pretrain", "pretrain",
                                           robust_eval=self.pretrain_robust_eval)
         ticket = magnitude.global_magnitude_masks(dense, self.density, layer_filter="all",
                                                   rule="l1_unstructured")

@@ -31,7 +31,7 @@ from birds_tf.training import callbacks as cb
 from birds_tf.training import epoch_eval, preemption, progress, resume
 from birds_tf.training.adversarial import BN_MODES, AdversarialModel, AttackConfig
 from birds_tf.training.optimizer import MultiStepLR, TorchSGD
-from birds_tf.utils import checks, records
+from birds_tf.utils import checks
 from birds_tf.utils import workdir as workdir_lib
 
 MIXED_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
@@ -182,18 +182,17 @@ class Config:
         read from ``operative_config.gin`` (else ``config.gin``) with gin's own parser, taking
         the ``train_eval.*`` bindings with literal values.
         """
-        workdir = workdir_lib.check(workdir, ())
-        path = os.path.join(workdir, CONFIG_RECORD)
-        if os.path.exists(path):
-            return cls.from_dict(records.read_json(path))
-        path = os.path.join(workdir, "operative_config.gin")
+        files = workdir_lib.Workdir(workdir_lib.check(workdir, ()))
+        if os.path.exists(files.config_json):
+            return cls.from_dict(files.read_config())
+        path = files.operative_config_gin
         if not os.path.exists(path):
-            path = os.path.join(workdir_lib.check(workdir, ("config.gin",)), "config.gin")
+            workdir_lib.check(workdir, (files.CONFIG_GIN,))
+            path = files.config_gin
         with open(path) as f:
             return cls.from_dict(_train_eval_bindings(f.read()))
 
 
-CONFIG_RECORD = "config.json"
 # ``train_eval.<field>`` in gin: the registered constructor of ``Config``.
 _ConfigFromGin = gin.external_configurable(Config, "train_eval",
                                            module="birds_tf.experiment.train_eval")
@@ -244,6 +243,7 @@ class Experiment:
         self.config = config
         self.verbose = verbose
         self.workdir = workdir
+        self.files = workdir_lib.Workdir(workdir)  # every file of the run folder, named once
         self.strategy = strategy
         self.splits = splits
         self.history = []
@@ -303,7 +303,7 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
                                   max_train=config.max_train, max_eval=config.max_eval,
                                   augment=config.augment)
     os.makedirs(workdir, exist_ok=True)
-    records.write_json(os.path.join(workdir, CONFIG_RECORD), config.as_dict())
+    workdir_lib.Workdir(workdir).write_config(config.as_dict())
     exp = Experiment(config, workdir, strategy, splits, smooth,
                      smooth.trainer_cls(splits, strategy),  # loads and checks teachers
                      verbose=verbose)
@@ -320,11 +320,11 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
 def _finished_results(exp):
     """``results.json`` when it loads; a torn one is moved aside (the rerun writes it anew from
     the resume state, which holds every epoch)."""
-    path = exp.path("results.json")
+    path = exp.files.results_json
     if not os.path.exists(path):
         return None
     try:
-        return records.read_json(path)
+        return exp.files.read_results()
     except (OSError, ValueError) as e:
         aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
         os.replace(path, aside)
@@ -356,8 +356,8 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
     c = exp.config
     method = plugin.callbacks(exp, model, state)
     smooth = exp.smoothing.callbacks(exp, model, state)
-    writer = cb.MetricsWriter(exp.path("metrics.csv"), exp.history)
-    partial = (state or {}).get("partial") if resume.in_main_stage(state) else None
+    writer = cb.MetricsWriter(exp.files.metrics_csv, exp.history)
+    partial = state.partial if resume.in_main_stage(state) else None
     slots = {
         "guard": [cb.NonFiniteLossGuard(exp, partial)],
         "evaluation": [cb.EpochEvaluation(exp.splits, c.eval_attack(), exp.strategy,
@@ -365,14 +365,14 @@ def main_stage_callbacks(exp, plugin, model, state, best_val_ra=-1.0):
         "method": method,
         "smoothing": smooth,
         "metrics": [writer],
-        "models": [cb.BestAndFinalModels(exp.path("checkpoints"), best_val_ra)],
-        "tensorboard": [keras.callbacks.TensorBoard(exp.path("tensorboard"), write_graph=False,
+        "models": [cb.BestAndFinalModels(exp.files.checkpoints_dir, best_val_ra)],
+        "tensorboard": [keras.callbacks.TensorBoard(exp.files.tensorboard_dir, write_graph=False,
                                                     update_freq="epoch")],
         "resume": [resume.ResumeCheckpoint(exp, model, writer, method + smooth,
                                            partial=partial,
                                            mid_epoch=_mid_epoch_resume(exp, plugin))],
         # masks between epochs, for mask-similarity figures and FLOPs
-        "masks": [cb.MaskHistory(exp.path("masks"))] if plugin.sparse else [],
+        "masks": [cb.MaskHistory(exp.files.masks_dir)] if plugin.sparse else [],
         "progress": ([progress.EpochProgress(c.epochs, sparse=plugin.sparse)]
                      if exp.verbose != 0 else []),
     }
@@ -394,13 +394,13 @@ def run_main_stage(exp, plugin, model, state, verbose=None):
     best_val_ra = -1.0
     # "done" without results.json: killed while finishing; every epoch is in the checkpoint.
     if resume.in_main_stage(state):
-        initial_epoch = int(state["epoch"])
-        exp.history = list(state["history"])
-        best_val_ra = float(state.get("best_val_ra", -1.0))
+        initial_epoch = int(state.epoch)
+        exp.history = list(state.history)
+        best_val_ra = float(-1.0 if state.best_val_ra is None else state.best_val_ra)
         resume.restore_trainer(exp, model, state)
     slots, callbacks = main_stage_callbacks(exp, plugin, model, state, best_val_ra)
     writer = slots["metrics"][0]
-    partial = state.get("partial") if resume.in_main_stage(state) else None
+    partial = state.partial if resume.in_main_stage(state) else None
     steps = exp.splits.steps_per_epoch
     with preemption.step_boundary():  # a SIGTERM now saves at the next step's end
         if partial and initial_epoch < c.epochs:
@@ -477,9 +477,9 @@ def finish(exp, plugin, model, seconds):
         attack = c.final_test_attack()
         results.update(final_test(exp, model, summary, attack))
         test_ra_final = results["ra_final"]
-    changes = exp.path("config_changes.json")  # resumed under another config (launch.train)
-    if os.path.exists(changes):
-        results["config_changes"] = records.read_json(changes)
+    changes = exp.files.read_config_changes()  # resumed under another config (launch.train)
+    if changes is not None:
+        results["config_changes"] = changes
     if c.rgg_eval:
         evaluator = epoch_eval.SplitEvaluator(model.net, attack, exp.strategy, c.seed)
         train = evaluator(exp.splits.train_eval)
@@ -495,8 +495,8 @@ def finish(exp, plugin, model, seconds):
     results.update(exp.smoothing.results(exp, model))
     results.update(flop_count.results_fields(model.net, exp.history, c, exp.splits,
                                              plugin.costs(exp, model),
-                                             masks_dir=exp.path("masks")))
-    records.write_json(exp.path("results.json"), results)
+                                             masks_dir=exp.files.masks_dir))
+    exp.files.write_results(results)
     logging.info("results: %s", json.dumps({k: v for k, v in results.items()
                                             if not isinstance(v, list)
                                             and k != "method_settings"}))
@@ -531,7 +531,7 @@ def final_test(exp, model, summary, attack):
     test = data_lib.get_dataset(c.dataset, batch_size=c.batch_size, data_dir=c.data_dir,
                                 seed=c.seed, eval_batch_size=c.eval_batch_size,
                                 max_train=c.max_train, max_eval=None, augment=False).test
-    best_path = exp.path("checkpoints", "best.keras")
+    best_path = exp.files.checkpoint("best")
     start = time.time()
     figures = {"final": epoch_eval.SplitEvaluator(model.net, attack, exp.strategy,
                                                   c.seed)(test)}

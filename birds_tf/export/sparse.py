@@ -115,8 +115,9 @@ def _export(workdir, out, which, shrink, litert, res):
     sparse_bytes = save_sparse_weights(os.path.join(out, "sparse_weights.npz"), net)
     raw, zipped = _dense_sizes(plain, out)
     texts = {}
-    for name in ("config.gin", "operative_config.gin"):
-        path = os.path.join(os.fspath(workdir), name)
+    files = wd.Workdir(workdir)
+    for name in (files.CONFIG_GIN, files.OPERATIVE_CONFIG_GIN):
+        path = files.path(name)
         if os.path.exists(path):
             with open(path) as f:
                 texts[name] = f.read()

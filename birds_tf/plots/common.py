@@ -38,7 +38,7 @@ def log_image(workdir, tag, png_path):
     import tensorflow as tf
     with open(png_path, "rb") as f:
         image = tf.image.decode_png(f.read(), channels=4)
-    writer = tf.summary.create_file_writer(os.path.join(os.fspath(workdir), "tensorboard",
+    writer = tf.summary.create_file_writer(os.path.join(wd.Workdir(workdir).tensorboard_dir,
                                                         "figures"))
     with writer.as_default():
         tf.summary.image(tag, image[None], step=0)

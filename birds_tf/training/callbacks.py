@@ -14,6 +14,7 @@ from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import epoch_eval, resume
 from birds_tf.training.optimizer import current_lr
 from birds_tf.utils import records
+from birds_tf.utils.workdir import Workdir
 
 
 def scalar(value, default=np.nan):
@@ -122,8 +123,11 @@ class BestAndFinalModels(keras.callbacks.Callback):
         val_ra = float(logs.get("val_ra", -1.0))
         if self.save_best and val_ra > self.best_val_ra:
             self.best_val_ra = val_ra
-            records.atomic_save_model(self.model.net, os.path.join(self.directory, "best.keras"))
-        records.atomic_save_model(self.model.net, os.path.join(self.directory, "final.keras"))
+            records.atomic_save_model(self.model.net, self._path("best"))
+        records.atomic_save_model(self.model.net, self._path("final"))
+
+    def _path(self, which):
+        return os.path.join(self.directory, Workdir.model_file_name(which))
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -162,7 +166,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"The training loss became {scalar(loss)} at epoch {self.epoch + 1}, step "
                 f"{step}. Nothing after the last good checkpoint ({last}) was saved; it is in "
-                f"{self.exp.path('checkpoints', 'resume')}. Resume it with a lower rate: rerun "
+                f"{Workdir(self.exp.workdir).resume_dir}. Resume it with a lower rate: rerun "
                 "the same command with --gin_bindings='train_eval.lr = <lower>' and "
                 "--resume_changed_config (the change is recorded in the workdir), or check "
                 "the data.")
@@ -184,11 +188,11 @@ class MaskHistory(keras.callbacks.Callback):
 
     def _save(self, epoch):
         net = getattr(self.model, "net", self.model)
-        records.save_mask_file(os.path.join(self.directory, f"epoch_{epoch:03d}.npz"),
+        records.save_mask_file(os.path.join(self.directory, Workdir.mask_file_name(epoch)),
                        masks_lib.get_masks(net))
 
     def on_train_begin(self, logs=None):
-        if not os.path.exists(os.path.join(self.directory, "epoch_000.npz")):
+        if not os.path.exists(os.path.join(self.directory, Workdir.mask_file_name(0))):
             self._save(0)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from birds_tf.training.adversarial import AdversarialModel, cross_entropy
 from birds_tf.utils import records
+from birds_tf.utils.workdir import Workdir
 
 __all__ = ["DistillationModel", "Teacher", "kd_loss", "load_teacher", "resolve_teacher_path",
            "check_teacher", "CHECKPOINTS"]
@@ -75,13 +76,13 @@ def resolve_teacher_path(path, checkpoint="best", role="teacher"):
         return "keras", path
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return "saved_model", path
-    model = os.path.join(path, "checkpoints", f"{checkpoint}.keras")
+    model = Workdir(path).checkpoint(checkpoint)
     if os.path.exists(model):
         return "keras", model
     raise FileNotFoundError(
         f"KD {role} {path!r} is neither a SavedModel folder (no saved_model.pb) nor a "
-        f"launch.train workdir with checkpoints/{checkpoint}.keras (has its training finished "
-        "at least one epoch?).")
+        f"launch.train workdir with {Workdir.checkpoint_name(checkpoint)} (has its training "
+        "finished at least one epoch?).")
 
 
 def load_teacher(path, checkpoint="best", role="teacher", strategy=None):

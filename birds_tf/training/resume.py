@@ -11,7 +11,6 @@ callback saves at the step boundary: ``state.json`` then also holds ``partial``,
 in the unfinished epoch and the trainer's running metrics.
 """
 import glob
-import json
 import logging
 import os
 import signal
@@ -23,6 +22,8 @@ import tensorflow as tf
 
 from birds_tf.training import preemption
 from birds_tf.utils import records
+from birds_tf.utils.resume_state import ResumeState
+from birds_tf.utils.workdir import Workdir
 
 PREEMPTED_PREFIX = "preempted"
 
@@ -33,27 +34,26 @@ class CorruptStateError(ValueError):
 
 def checkpoint_dir(exp):
     """The folder of the run's resume checkpoints and ``state.json``."""
-    return exp.path("checkpoints", "resume")
+    return Workdir(exp.workdir).resume_dir
 
 
 def _state_path(exp):
-    return os.path.join(checkpoint_dir(exp), "state.json")
+    return Workdir(exp.workdir).state_json
 
 
 def _prev_path(exp):
-    return os.path.join(checkpoint_dir(exp), "state.prev.json")
+    return Workdir(exp.workdir).state_prev_json
 
 
 def _read_state(path):
+    """The ``ResumeState`` in the file at ``path``; ``ValueError`` when it is not one."""
     with open(path) as f:
-        state = json.load(f)
-    if not isinstance(state, dict) or "stage" not in state:
-        raise ValueError("it is not a resume state (no 'stage')")
-    return state
+        return ResumeState.from_json(f.read())
 
 
 def load(exp):
-    """The run's resume state (``None`` before its first one); no checks, see ``load_checked``."""
+    """The run's ``ResumeState`` (``None`` before its first one); no checks, see
+    ``load_checked``."""
     path = _state_path(exp)
     if not os.path.exists(path):
         return None
@@ -85,17 +85,17 @@ def load_checked(exp):
         except (OSError, ValueError) as e:
             problems.append(f"{path} does not load ({e})")
             continue
-        if state.get("checkpoint"):
+        if state.checkpoint:
             try:
-                check_checkpoint(state["checkpoint"])
+                check_checkpoint(state.checkpoint)
             except Exception as e:  # noqa: BLE001  torn files raise IndexError, OpError, ...
-                problems.append(f"its checkpoint {state['checkpoint']} does not load "
+                problems.append(f"its checkpoint {state.checkpoint} does not load "
                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})")
                 continue
         if problems:
             logging.warning("Resume state: %s; resuming from %s (epoch %s) instead.",
-                            "; ".join(problems), path, state.get("epoch"))
-            records.atomic_write_text(_state_path(exp), json.dumps(state, indent=1))
+                            "; ".join(problems), path, state.epoch)
+            records.atomic_write_text(_state_path(exp), state.to_json())
         return state
     if problems:
         raise CorruptStateError(
@@ -107,19 +107,19 @@ def load_checked(exp):
 
 def in_main_stage(state):
     """True once the protocol's main PGD-AT run has started (pre-stages are then finished)."""
-    return state is not None and state.get("stage") in ("main", "done")
+    return state is not None and state.stage in ("main", "done")
 
 
 def save_state(exp, state):
-    """``state`` as the current ``state.json``; the one it replaces (when it loads) becomes
-    ``state.prev.json``."""
+    """``state`` (a ``ResumeState``) as the current ``state.json``; the one it replaces (when it
+    loads) becomes ``state.prev.json``."""
     path = _state_path(exp)
     if os.path.exists(path):
         try:
-            records.atomic_write_text(_prev_path(exp), json.dumps(_read_state(path), indent=1))
+            records.atomic_write_text(_prev_path(exp), _read_state(path).to_json())
         except ValueError:  # a corrupt current state is no fallback
             pass
-    records.atomic_write_text(path, json.dumps(state, indent=1, default=float))
+    records.atomic_write_text(path, state.to_json())
 
 
 def trainer_checkpoint(model):
@@ -131,13 +131,13 @@ def trainer_checkpoint(model):
 
 
 def restore_trainer(exp, model, state):
-    trainer_checkpoint(model).restore(state["checkpoint"]).expect_partial()
+    trainer_checkpoint(model).restore(state.checkpoint).expect_partial()
 
 
 def mark_done(exp):
-    state = load(exp) or {}
-    state["stage"] = "done"
-    state["history"] = exp.history
+    state = load(exp) or ResumeState(stage="done")
+    state.stage = "done"
+    state.history = exp.history
     save_state(exp, state)
 
 
@@ -200,11 +200,12 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         state.update(stage=self.stage, epoch=completed, checkpoint=path,
                      history=self.writer.history, best_val_ra=best,
                      callbacks={type(c).__name__: c.get_state() for c in self.stateful})
-        previous = load(self.exp) or {}
+        previous = load(self.exp)
+        previous = previous.to_dict() if previous is not None else {}
         for key in ("pre_stages",):
             if key in previous and key not in state:
                 state[key] = previous[key]
-        return state
+        return ResumeState.from_dict(state)
 
     def _metric_variables(self):
         return [v for m in self.trainer.metrics for v in m.variables]
@@ -236,9 +237,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                               f"{PREEMPTED_PREFIX}-{self._epoch + 1}-{self._steps}")
         path = self._write_checkpoint(lambda: trainer_checkpoint(self.trainer).write(prefix))
         state = self._state(self._epoch, path)
-        state["partial"] = {"epoch": self._epoch + 1, "step": self._steps,
-                            "metrics": [np.asarray(v).tolist()
-                                        for v in self._metric_variables()]}
+        state.partial = {"epoch": self._epoch + 1, "step": self._steps,
+                         "metrics": [np.asarray(v).tolist() for v in self._metric_variables()]}
         save_state(self.exp, state)
         raise preemption.Preempted(
             f"Stopped by SIGTERM at {where}; saved the state of that step in "
@@ -248,7 +248,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         path = self._write_checkpoint(
             lambda: self.manager().save(checkpoint_number=epoch + 1))
         fault_point("checkpoint", epoch + 1)  # tests: a crash between checkpoint and state
-        current = (load(self.exp) or {}).get("checkpoint") or ""
+        previous = load(self.exp)
+        current = (previous.checkpoint if previous is not None else None) or ""
         save_state(self.exp, self._state(epoch + 1, path))
         # preemption checkpoints are superseded; the one the fallback state names stays
         for old in glob.glob(os.path.join(checkpoint_dir(self.exp), PREEMPTED_PREFIX + "-*")):
@@ -257,10 +258,11 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
 
 def callback_state(state, callback):
-    """The saved ``get_state()`` of ``callback`` (by class name), or ``None``."""
-    if not state:
+    """The saved ``get_state()`` of ``callback`` (by class name) in the ``ResumeState``, or
+    ``None``."""
+    if state is None:
         return None
-    return state.get("callbacks", {}).get(type(callback).__name__)
+    return state.callback_state(type(callback).__name__)
 
 
 def restore_callback(state, callback):

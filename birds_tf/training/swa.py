@@ -36,6 +36,7 @@ from birds_tf.metrics import protocol
 from birds_tf.sparsity import masks as masks_lib
 from birds_tf.training import epoch_eval
 from birds_tf.utils import records
+from birds_tf.utils.workdir import Workdir
 
 __all__ = ["StochasticWeightAveraging", "update_average", "recompute_bn", "clone_net",
            "batch_norm_layers", "history_results", "LOG_KEYS"]
@@ -221,11 +222,13 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     def _save(self, epoch, val_ra):
         os.makedirs(self.directory, exist_ok=True)
-        records.atomic_save_model(self.swa_net, os.path.join(self.directory, "swa.keras"))
+        records.atomic_save_model(self.swa_net,
+                                  os.path.join(self.directory, Workdir.model_file_name("swa")))
         if val_ra is not None and float(val_ra) > self.best_val_ra:
             self.best_val_ra = float(val_ra)
             self.best_epoch = epoch
-            records.atomic_save_model(self.swa_net, os.path.join(self.directory, "swa_best.keras"))
+            records.atomic_save_model(
+                self.swa_net, os.path.join(self.directory, Workdir.model_file_name("swa_best")))
         resume_dir = os.path.join(self.directory, "swa_resume")
         os.makedirs(resume_dir, exist_ok=True)
         path = os.path.join(resume_dir, f"epoch_{epoch:04d}.weights.h5")
