@@ -204,6 +204,8 @@ def update(target, folders=None):
             f"{target!r} has no generated block for {', '.join(missing)}; add the two lines\n"
             f"  {example}\n  {END.format(folder=missing[0])}\nwhere the table should go.")
     new = {folder: block(folder, target) for folder in wanted}  # every error before writing
+    csvs = {folder: table_csv(folder) for folder in wanted
+            if os.path.exists(os.path.join(folder, "reproduce.json"))}
 
     def replace(match):
         folder = match.group("folder")
@@ -213,8 +215,25 @@ def update(target, folders=None):
                 + END.format(folder=folder))
     text = _BLOCK.sub(replace, text)
     from birds_tf.utils.records import atomic_write_text
+    for folder, csv in csvs.items():
+        if csv is not None:  # the table as CSV, from every committed run (not one sweep's rows)
+            atomic_write_text(os.path.join(folder, "table.csv"), csv)
     atomic_write_text(target, text)
     return text
+
+
+def table_csv(folder):
+    """``table.csv`` of a reproduce results folder, from all its committed runs (None if none)."""
+    marker, runs = load(folder)
+    if not runs:
+        return None
+    from birds_tf.metrics import reproduction
+    from . import reproduce
+    results = {}
+    for row, seed, res, _, _ in runs:
+        results.setdefault(row, []).append(dict(res, seed=seed))
+    selected = [r for r in reproduce.table_rows(marker["table"]) if r.row in results]
+    return reproduction.csv_text(reproduction.summarize(selected, results))
 
 
 def blocks(target):
