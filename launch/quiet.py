@@ -10,6 +10,7 @@ Launchers call it after parsing their flags and before anything imports TensorFl
 ``TF_CPP_MIN_LOG_LEVEL`` (2 unless set, 0 when verbose) hides the C++ INFO and WARNING lines
 that come after the start-up.
 """
+import contextlib
 import os
 import sys
 import tempfile
@@ -25,17 +26,25 @@ def start_tensorflow(verbosity=-1):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if "tensorflow" in sys.modules or verbose:
         return
+    with held_stderr():
+        import keras  # noqa: F401
+        import tensorflow as tf
+        if "TF_CONFIG" not in os.environ:
+            # Creating the devices prints the CUDA probe; skipped for multi-worker runs,
+            # whose MultiWorkerMirroredStrategy must configure collectives before that.
+            tf.config.list_logical_devices()
+
+
+@contextlib.contextmanager
+def held_stderr():
+    """Hold everything written to file descriptor 2 (C++ included) while the block runs; replay
+    it if the block raises. Used around TensorFlow's start (here and in tests/conftest.py)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow as tf
-            if "TF_CONFIG" not in os.environ:
-                # Creating the devices prints the CUDA probe; skipped for multi-worker runs,
-                # whose MultiWorkerMirroredStrategy must configure collectives before that.
-                tf.config.list_logical_devices()
+            yield
         except BaseException:
             os.dup2(saved, 2)
             log.seek(0)

@@ -4,8 +4,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gc  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -14,27 +12,16 @@ def _start_tensorflow():
     """Import TF and make two logical CPUs with stderr held at the fd level: TF's C++ start-up
     lines ignore TF_CPP_MIN_LOG_LEVEL (launch/quiet.py says why), and pytest-xdist's workers
     load this file before pytest captures their output. Replayed if the start fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
+    from launch.quiet import held_stderr
+    with held_stderr():
+        import tensorflow as tf
+        cpus = tf.config.list_physical_devices("CPU")
         try:
-            import tensorflow as tf
-            cpus = tf.config.list_physical_devices("CPU")
-            try:
-                tf.config.set_logical_device_configuration(
-                    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-            except RuntimeError:  # already initialised by an earlier import
-                pass
-            tf.config.list_logical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+        except RuntimeError:  # already initialised by an earlier import
+            pass
+        tf.config.list_logical_devices()
     return tf
 
 
