@@ -10,7 +10,7 @@ QUICK ?=
 # a test module stays in one process, so its module fixtures are built once).
 TEST_WORKERS ?= 2
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench bench-whole-run clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.pgd_at $(if $(QUICK),--quick,)
 	$(PY) -m benchmarks.serving $(if $(QUICK),--rounds 3 --train-rounds 1,)
 	$(PY) -m benchmarks.conv_ops $(if $(QUICK),--repeats 20,--repeats 40)
+
+# Issue 26: a whole run's wall time, dense against fb_plus_channel (benchmarks/whole_run.py). Not
+# in `bench`: the offline shape alone is 2 seeds x 2 runs of several minutes each.
+bench-whole-run: $(STAMP)
+	$(PY) -m benchmarks.whole_run --shape=offline --seeds=2 --out=results/bench/whole_run_offline.json
+	$(PY) -m benchmarks.whole_run --shape=cifar --seeds=2 --out=results/bench/whole_run_cifar.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -167,6 +167,12 @@ def test_rebuild_waits_for_enough_pending_channels_or_the_final_count():
     assert cb._rebuild_due()  # only 5 pending, but the schedule is complete
     cb.physical = {"a": list(range(50))}
     assert not cb._rebuild_due()
+    # shrink_at_target=False: the last 5 of the schedule wait (masked) instead of a rebuild
+    cb.shrink_at_target = False
+    cb.physical = {"a": list(range(45))}
+    assert not cb._rebuild_due()
+    cb.physical = {"a": list(range(40))}
+    assert cb._rebuild_due()  # 10 of 100 pending: shrink_min_fraction still applies
 
 
 def test_rebuilding_mid_run_is_refused_with_swa_or_loss_scaling():
@@ -183,3 +189,5 @@ def test_rebuilding_mid_run_is_refused_with_swa_or_loss_scaling():
         FlyingBirdPlusChannel(config).run_main(exp, None, None)
     with pytest.raises(ValueError, match="shrink_min_fraction"):
         FlyingBirdPlusChannel(config, shrink_min_fraction=2.0)
+    with pytest.raises(ValueError, match="shrink_at_target must be True or False, got 'no'"):
+        FlyingBirdPlusChannel(config, shrink_at_target="no")

@@ -35,7 +35,7 @@ def _check_batches(ds, shape, num_classes, batch_size):
 
 
 def test_api_names():
-    assert DATASETS == ("digits", "animals", "cifar10", "cifar100", "tiny_imagenet")
+    assert DATASETS == ("digits", "animals", "cifar10", "cifar100", "tiny_imagenet", "synthetic")
     assert issubclass(DatasetNotFoundError, FileNotFoundError)
 
 
@@ -333,3 +333,24 @@ def test_train_epochs_are_keyed_by_epoch_so_resumes_see_the_same_batches():
         np.testing.assert_array_equal(ya, yb)
     # Different epochs are shuffled and augmented differently.
     assert not np.array_equal(full[0][1], full[steps][1])
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def test_synthetic_is_cifar_shaped_fixed_and_its_stats_recomputed():
+    from birds_tf.data import synthetic
+    from birds_tf.models import registry
+    s = get_dataset("synthetic", batch_size=64, max_train=128, max_eval=64)
+    assert (s.input_shape, s.num_classes) == ((32, 32, 3), 10)
+    assert (s.num_train, s.num_val, s.num_test) == (128, 64, 64)
+    x, y = synthetic.images(synthetic.SIZES["train"], 0)
+    x2, y2 = synthetic.images(synthetic.SIZES["train"], 0)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert x.min() >= 0 and x.max() <= 1 and set(y) == set(range(10))
+    np.testing.assert_allclose(x.reshape(-1, 3).mean(0), synthetic.MEAN, atol=1e-4)
+    np.testing.assert_allclose(x.reshape(-1, 3).std(0), synthetic.STD, atol=1e-4)
+    assert registry.DATASET_STATS["synthetic"] == (synthetic.MEAN, synthetic.STD)
+    # validation and test are other draws than training
+    assert not np.array_equal(synthetic.images(16, 1)[0], x[:16])

@@ -89,11 +89,13 @@ def test_fb_plus_channel_adds_the_channel_schedule():
         "ChannelSchedule.score = 'global'",
         "FlyingBirdPlusChannel.shrink_during_training = False",
         "FlyingBirdPlusChannel.shrink_min_fraction = 0.2",
+        "FlyingBirdPlusChannel.shrink_at_target = False",
         "FlyingBirdPlus.distribution = 'uniform'"])
     assert record == {"distribution": "uniform", "init_seed": 3, **FB_EXPECTED,
                       **FBP_EXPECTED, "channel_sparsity": 0.3, "channel_start": 0.1,
                       "channel_end": 0.6, "channel_min_ratio": 0.25, "channel_score": "global",
-                      "shrink_during_training": False, "shrink_min_fraction": 0.2}
+                      "shrink_during_training": False, "shrink_min_fraction": 0.2,
+                      "shrink_at_target": False}
 
 
 def test_robust_bird_records_stage1_and_the_detector():

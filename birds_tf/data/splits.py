@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from birds_tf.data import pipeline
 
-DATASETS = ("digits", "animals", "cifar10", "cifar100", "tiny_imagenet")
+DATASETS = ("digits", "animals", "cifar10", "cifar100", "tiny_imagenet", "synthetic")
 DATA_DIR_ENV = "BIRDS_TF_DATA"
 
 
@@ -64,6 +64,9 @@ def _load(name, data_dir):
     if name == "animals":
         from birds_tf.data import animals
         return animals.load(data_dir)
+    if name == "synthetic":
+        from birds_tf.data import synthetic
+        return synthetic.load(data_dir)
     if name in ("cifar10", "cifar100"):
         from birds_tf.data import cifar
         return cifar.load(name, data_dir)

@@ -42,17 +42,24 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
         (``False``: dead channels stay masked until ``launch.export --shrink``).
       shrink_min_fraction: rebuild once at least this fraction of the removable channels waits
         (or the schedule is complete); see ``ChannelDynamicSparsity``.
+      shrink_at_target: rebuild for the schedule's last channels even when fewer than
+        ``shrink_min_fraction`` wait (``False``: they stay masked; one retrace fewer).
     """
 
     name = "fb_plus_channel"
     mid_epoch_resume = False  # a resume may rebuild the model narrower, only at an epoch's end
 
-    def __init__(self, config, shrink_during_training=True, shrink_min_fraction=0.1, **kwargs):
+    def __init__(self, config, shrink_during_training=True, shrink_min_fraction=0.1,
+                 shrink_at_target=True, **kwargs):
         if not 0.0 <= shrink_min_fraction <= 1.0:
             raise ValueError(f"shrink_min_fraction must be in [0, 1], got "
                              f"{shrink_min_fraction!r}.")
+        if not isinstance(shrink_at_target, bool):
+            raise ValueError(f"shrink_at_target must be True or False, got "
+                             f"{shrink_at_target!r}.")
         self.shrink_during_training = bool(shrink_during_training)
         self.shrink_min_fraction = float(shrink_min_fraction)
+        self.shrink_at_target = shrink_at_target
         # FlyingBirdPlus' settings (distribution, ...) come from its own gin bindings; it builds
         # the callback (``make_callback``), so bad bindings fail before any data or model work.
         super().__init__(config, **kwargs)
@@ -65,7 +72,8 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
         callback = channel_lib.ChannelDynamicSparsity(
             plus=True, schedule=ChannelSchedule(),
             shrink_during_training=self.shrink_during_training,
-            shrink_min_fraction=self.shrink_min_fraction, **settings)
+            shrink_min_fraction=self.shrink_min_fraction,
+            shrink_at_target=self.shrink_at_target, **settings)
         if callback.seed is None:
             callback.set_seed(self.config.seed)
         return callback
@@ -143,7 +151,8 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
                    channel_end=schedule.end, channel_min_ratio=schedule.min_ratio,
                    channel_score=schedule.score,
                    shrink_during_training=self.shrink_during_training,
-                   shrink_min_fraction=self.shrink_min_fraction)
+                   shrink_min_fraction=self.shrink_min_fraction,
+                   shrink_at_target=self.shrink_at_target)
         return out
 
     def results(self, exp, model):

@@ -120,7 +120,8 @@ def summarize(paper_rows, results):
 
 DATASET_NAMES = {"animals": "animal silhouettes (28x28 grayscale, 10 classes)",
                  "digits": "8x8 digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-                 "tiny_imagenet": "Tiny-ImageNet"}
+                 "tiny_imagenet": "Tiny-ImageNet",
+                 "synthetic": "synthetic CIFAR-shaped images (32x32x3, 10 classes)"}
 
 
 def title(key, scale, seeds):

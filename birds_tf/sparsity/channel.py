@@ -260,10 +260,13 @@ class ChannelDynamicSparsity(DynamicSparsity):
       shrink_min_fraction: rebuild only once the removed-but-present channels reach this fraction
         of the removable ones, or the schedule's final count is reached (every rebuild retraces
         the training graph, which at small scale costs more than the narrower epochs save).
+      shrink_at_target: also rebuild when the schedule's final count is reached with fewer than
+        ``shrink_min_fraction`` waiting (``False``: those last channels stay dead but present,
+        masked, until ``launch.export --shrink``; saves one retrace for a few channels).
     """
 
     def __init__(self, plus=True, schedule=None, removed=None, shrink_during_training=False,
-                 shrink_min_fraction=0.1, **kwargs):
+                 shrink_min_fraction=0.1, shrink_at_target=True, **kwargs):
         super().__init__(plus=plus, **kwargs)
         self.schedule = schedule or ChannelSchedule()
         self.removed = {k: sorted(int(c) for c in v) for k, v in (removed or {}).items()}
@@ -271,6 +274,7 @@ class ChannelDynamicSparsity(DynamicSparsity):
         self.shrinks = []  # physical shrinks done between fit segments (recorded by the caller)
         self.shrink_during_training = bool(shrink_during_training)
         self.shrink_min_fraction = float(shrink_min_fraction)
+        self.shrink_at_target = bool(shrink_at_target)
         self.channel_events = []
         self.original_channels = {}
         self.original_weights = None
@@ -417,7 +421,8 @@ class ChannelDynamicSparsity(DynamicSparsity):
         if not pending:
             return False
         total = self.total_channels()
-        final = self.removed_count() >= round(total * self.schedule.channel_sparsity)
+        final = (self.shrink_at_target
+                 and self.removed_count() >= round(total * self.schedule.channel_sparsity))
         return final or pending >= self.shrink_min_fraction * total
 
     def channels_per_layer(self):
