@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 
-CLASSES = 10
 
 
 def synthetic_data(n, size=32, seed=0, mix=0.5, noise=0.03):
@@ -25,15 +24,8 @@ def synthetic_data(n, size=32, seed=0, mix=0.5, noise=0.03):
 
     Returns (float32 NHWC images in [0, 1], int32 labels).
     """
-    templates = np.random.default_rng(1234).random((CLASSES, 4, 4, 3))
-    templates = np.kron(templates, np.ones((1, size // 4, size // 4, 1)))
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, CLASSES, n)
-    other = (y + rng.integers(1, CLASSES, n)) % CLASSES
-    lam = rng.uniform(0.0, mix, n)[:, None, None, None]
-    x = (1.0 - lam) * templates[y] + lam * templates[other]
-    x = x + rng.normal(0.0, noise, x.shape)
-    return np.clip(x, 0.0, 1.0).astype(np.float32), y.astype(np.int32)
+    from birds_tf.data import synthetic
+    return synthetic.images(n, seed, mix=mix, noise=noise, size=size)
 
 
 def train_robust(net, steps, batch=64, pgd_steps=5, seed=0, size=32):
