@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 
-
 def synthetic_data(n, size=32, seed=0, mix=0.5, noise=0.03):
     """``n`` images of 10 classes, each a mix of its class template and another's, plus noise.
 
