@@ -79,6 +79,27 @@ def test_block_has_the_paired_statistics_of_hand_made_runs(tmp_path):
     assert "| Flying Bird | - | 57.00 / 55.00 / 20.00 | - |" in text   # per seed
 
 
+def test_block_pairs_sparse_rows_with_small_dense_the_capacity_control(tmp_path):
+    runs = dict(RUNS, small_dense={1: (55.0, 56.0, 20.0), 2: (57.0, 54.0, 19.0),
+                                   3: (58.0, 55.5, 25.0)})
+    text = committed.block(_folder(tmp_path / "res", runs))
+    assert "Paired against Small Dense at the same sparsity" in text
+    table = text[text.index("Paired against Small Dense"):]
+    # FB+ - Small Dense per seed, RA final: 58-56, 57-54, 57-55.5 = 2, 3, 1.5.
+    low, high = stats.t.interval(0.95, 2, loc=6.5 / 3, scale=stats.sem([2.0, 3.0, 1.5]))
+    p = stats.ttest_rel([58, 57, 57], [56, 54, 55.5]).pvalue
+    assert f"**+2.17 [{low:+.2f}, {high:+.2f}], p={p:.3f}**" in table   # resolved: bold
+    # RGG: 18-20, 16-19, 21-25 = -2, -3, -4 -> mean -3.
+    assert "| 80 | Flying Bird+ | 3 |" in table and "-3.00 [" in table
+    # Neither dense nor Small Dense itself is paired against Small Dense.
+    assert "| 0 | Baseline |" not in table and "| 80 | Small Dense |" not in table
+    # FB (seed 2 only): 57-57, 55-54, 20-19.
+    assert "| 80 | Flying Bird | 1 | +0.00 (n/a, n=1) | +1.00 (n/a, n=1) | +1.00 (n/a, n=1) |" \
+        in table
+    # Without a Small Dense run there is no such table.
+    assert "Paired against Small Dense" not in committed.block(_folder(tmp_path / "r2"))
+
+
 def test_empty_folder_says_no_run_and_gives_the_command(tmp_path):
     text = committed.block(str(tmp_path / "nothing"))
     assert "No run of this setting is committed" in text

@@ -52,6 +52,18 @@ def _dense_of(rows, row):
     return None
 
 
+def _small_dense_of(rows, row):
+    """The capacity control of a sparse ``row``: the Small Dense row of its group at its
+    sparsity (None for dense and Small Dense rows themselves)."""
+    if row.method in ("dense", "small_dense"):
+        return None
+    for candidate in rows:
+        if (candidate.group == row.group and candidate.method == "small_dense"
+                and candidate.sparsity == row.sparsity):
+            return candidate
+    return None
+
+
 def _by_seed(runs, key):
     """{seed: value}; a run's seed is its ``seed`` entry, else its position (1-based)."""
     return {int(r.get("seed", i)): r.get(key) for i, r in enumerate(runs, 1)}
@@ -68,7 +80,9 @@ def summarize(paper_rows, results):
       dicts with `row`, `setting`, `group`, `sparsity`, `method`, `seeds`, per metric
       `<m>_mean`, `<m>_std`, `<m>_paper`, `<m>_diff` (ours - paper; None where either is
       missing), and for RA best, RA final and RGG of a non-dense row `paired_<m>`: the per-seed
-      difference row - dense (`paired.paired_difference`), None for the dense row itself.
+      difference row - dense (`paired.paired_difference`), None for the dense row itself; and
+      `paired_small_<m>`: row - Small Dense at the row's sparsity (the capacity control), None
+      where the table has no such Small Dense run or the row is dense or Small Dense.
     """
     stats = {}
     for row in paper_rows:
@@ -108,6 +122,12 @@ def summarize(paper_rows, results):
                 key = RESULT_KEYS[metric]
                 entry[f"paired_{metric}"] = paired.paired_difference(
                     _by_seed(results[row.row], key), _by_seed(results[dense.row], key))
+            small = _small_dense_of(paper_rows, row)
+            entry[f"paired_small_{metric}"] = None
+            if small is not None and results.get(small.row):
+                key = RESULT_KEYS[metric]
+                entry[f"paired_small_{metric}"] = paired.paired_difference(
+                    _by_seed(results[row.row], key), _by_seed(results[small.row], key))
         for metric in CSV_METRICS:
             mean, std = ours.get(metric, (None, None))
             ref = paper.get(metric)
@@ -197,6 +217,14 @@ PAIRED_HEADER = (
     "n/a below 2 pairs.")
 
 
+PAIRED_SMALL_HEADER = (
+    "Paired against Small Dense at the same sparsity (the paper's capacity control: a dense net "
+    "narrowed to about the sparse net's parameter count): for each seed, this row's number minus "
+    "Small Dense's (same data order and attack random starts; the initial weights differ, the "
+    "nets do). A sparse row that beats dense-at-equal-capacity here, and not only dense above, "
+    "is what \"sparsity helps\" would need. Same statistics as above.")
+
+
 def _paired_cell(stats):
     if not stats or stats["mean"] is None:
         return "-"
@@ -207,18 +235,22 @@ def _paired_cell(stats):
     return f"**{cell}**" if paired.resolved(stats) else cell
 
 
-def paired_markdown(entries):
-    """The paired table of one group's non-dense rows (RA best, RA final, RGG: row - dense)."""
-    rows = [e for e in entries if any(e.get(f"paired_{m}") for m in PAIRED)]
+def paired_markdown(entries, against="dense"):
+    """The paired table of one group's rows (RA best, RA final, RGG): ``against="dense"``, every
+    non-dense row minus dense; ``"small_dense"``, every sparse row minus Small Dense at its
+    sparsity (empty where no such pair exists)."""
+    prefix, name, header_text = (("paired_", "dense", PAIRED_HEADER) if against == "dense" else
+                                 ("paired_small_", "Small Dense", PAIRED_SMALL_HEADER))
+    rows = [e for e in entries if any(e.get(f"{prefix}{m}") for m in PAIRED)]
     if not rows:
         return []
-    header = ["Sparsity (%)", "Setting", "pairs"] + [f"{PAIRED_NAMES[m]}: row - dense"
+    header = ["Sparsity (%)", "Setting", "pairs"] + [f"{PAIRED_NAMES[m]}: row - {name}"
                                                      for m in PAIRED]
-    out = [PAIRED_HEADER, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out = [header_text, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in rows:
-        n = max((e[f"paired_{m}"] or {}).get("n", 0) for m in PAIRED)
+        n = max((e[f"{prefix}{m}"] or {}).get("n", 0) for m in PAIRED)
         out.append("| " + " | ".join([f"{e['sparsity']:.0f}", e["setting"], str(n)] +
-                                     [_paired_cell(e[f"paired_{m}"]) for m in PAIRED]) + " |")
+                                     [_paired_cell(e[f"{prefix}{m}"]) for m in PAIRED]) + " |")
     return out
 
 
@@ -271,15 +303,17 @@ def markdown(summary, title=None, trained=None):
                 continue
             out.append("| " + " | ".join(["", "", "paper"] + paper) + " |")
             out.append("| " + " | ".join(["", "", "ours - paper"] + diff) + " |")
-        block = paired_markdown(entries)
-        if block:
-            out += [""] + block
+        for against in ("dense", "small_dense"):
+            block = paired_markdown(entries, against)
+            if block:
+                out += [""] + block
     return "\n".join(out)
 
 
 CSV_COLUMNS = ["table", "row", "setting", "group", "arch", "sparsity", "method", "seeds", "gin"] + \
     [f"{m}_{part}" for m in CSV_METRICS for part in ("mean", "std", "paper", "diff")] + \
-    [f"paired_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS]
+    [f"paired_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS] + \
+    [f"paired_small_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS]
 
 
 def csv_text(summary):
@@ -293,5 +327,6 @@ def csv_text(summary):
         for m in PAIRED:
             for part in PAIRED_PARTS:
                 flat[f"paired_{m}_{part}"] = (e.get(f"paired_{m}") or {}).get(part)
+                flat[f"paired_small_{m}_{part}"] = (e.get(f"paired_small_{m}") or {}).get(part)
         writer.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in CSV_COLUMNS})
     return buffer.getvalue()
