@@ -29,7 +29,7 @@ def _cwd(monkeypatch):
 
 
 def test_every_candidate_parses_and_is_dense_on_animals():
-    paths = sorted(glob.glob(os.path.join("gin", "offline_search", "*.gin")))
+    paths = sorted(glob.glob(os.path.join("gin", "offline", "search", "*.gin")))
     assert len(paths) >= 5
     for path in paths:
         with open(path) as f:
@@ -46,10 +46,10 @@ def test_every_candidate_parses_and_is_dense_on_animals():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(candidate="gin/offline_search/nope.gin"), r"is not a gin file"),
-    (dict(candidate="gin/offline_search/c5_256img_40ep.gin", seeds=0),
+    (dict(candidate="gin/offline/search/nope.gin"), r"is not a gin file"),
+    (dict(candidate="gin/offline/search/c5_256img_40ep.gin", seeds=0),
      r"--seeds must be an integer >= 1, got 0"),
-    (dict(candidate="gin/offline_search/c5_256img_40ep.gin",
+    (dict(candidate="gin/offline/search/c5_256img_40ep.gin",
           gin_bindings=["train_eval.epochz = 3"]), r"does not parse"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, kwargs, match):
@@ -69,7 +69,7 @@ def test_command_line_needs_a_candidate():
 def test_tiny_candidate_prints_validation_signs_only(tmp_path, capsys):
     candidate = tmp_path / "tiny.gin"
     candidate.write_text(
-        "include 'gin/smoke.gin'\n"
+        "include 'gin/quickstart/smoke.gin'\n"
         "train_eval.epochs = 3\ntrain_eval.milestones = (2,)\ntrain_eval.max_train = 64\n"
         "train_eval.max_eval = 32\ntrain_eval.batch_size = 32\ntrain_eval.train_steps = 1\n"
         "train_eval.eval_steps = 1\ntrain_eval.final_test = True\n"

@@ -263,7 +263,7 @@ class OMP(StaticMask):
 
     ``pretrain_milestones`` defaults to 100/150, the paper's recipe for every experiment (it
     states none for OMP); the reference's ``train_base.py`` uses 50/150
-    (``gin/omp_resnet18_official_code.gin``).
+    (``gin/table1/omp_resnet18_official_code.gin``).
 
     The pre-training's rows go to ``pretrain_metrics.csv``. It is not checkpointed: a crash
     during it restarts it on resume.
