@@ -39,13 +39,14 @@ from birds_tf.sparsity import masks as masks_lib
 from birds_tf.experiment import method, stages
 from birds_tf.training import resume
 from birds_tf.utils import checks
+from birds_tf.utils.workdir import Workdir
 
 
 class StaticMask(method.Method):
     """Base: choose the mask once in ``make_masks``, then train it with the plain PGD-AT stage."""
 
     sparse = True
-    info_file = "pruning.json"
+    info_file = Workdir.PRUNING_JSON
 
     def __init__(self, config):
         super().__init__(config)
