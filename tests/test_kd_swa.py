@@ -241,7 +241,7 @@ def test_fb_plus_with_kd_and_swa_runs_end_to_end_and_resumes(tmp_path, _gin_root
                 "swa_best_epoch", "swa_train_ra_final", "swa_rgg_final", "ra_best", "ra_final",
                 "sa_final", "rgg_final"):
         assert np.isfinite(results[key]), key
-    history = wd.history(workdir)
+    history = wd.Workdir(workdir).read_metrics()
     assert [int(r["swa_updates"]) for r in history] == [1, 2]
     assert history[-1]["swa_test_ra"] == pytest.approx(results["swa_ra_final"])
     # The saved average keeps the final mask of FB+ ...

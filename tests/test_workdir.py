@@ -75,7 +75,6 @@ def test_mask_files_in_epoch_order(tmp_path):
     for epoch in (10, 0, 2):
         records.save_mask_file(files.mask_file(epoch), {"w": [[1, 0]]})
     assert [e for e, _ in files.mask_files()] == [0, 2, 10]
-    assert workdir_lib.mask_files(tmp_path) == files.mask_files()
     assert Workdir(tmp_path / "none").mask_files() == []
 
 

@@ -8,9 +8,10 @@ through ``records`` (atomic writes, the same bytes as before). The run's setting
 ``birds_tf.plots.common`` (``splits``, ``label``), the layers that know datasets and method
 names.
 
-The module functions (``check``, ``results``, ...) serve the report, the figures and the
-exporter, which start from a workdir path given on a command line and must fail with the path
-in the message when it is not one.
+The module functions (``check``, ``results``, ``load_model``) serve the report, the figures, the
+exporter, evaluation and the experiment, which start from a workdir path given on a command line
+and must fail with the path in the message when it is not one. A loader only one layer needs
+lives with it (``plots.curves`` reads ``metrics.csv`` and the masks through ``Workdir``).
 """
 import glob
 import json
@@ -19,8 +20,8 @@ import re
 
 from birds_tf.utils import records
 
-__all__ = ["Workdir", "NotAWorkdirError", "check", "results", "history", "load_model",
-           "mask_files", "CHECKPOINTS", "RESULT_FILES"]
+__all__ = ["Workdir", "NotAWorkdirError", "check", "results", "load_model", "CHECKPOINTS",
+           "RESULT_FILES"]
 
 # The saved classifiers a run folder holds (``checkpoints/<which>.keras``).
 CHECKPOINTS = ("best", "final")
@@ -301,18 +302,9 @@ def results(workdir):
     return out
 
 
-def history(workdir):
-    return Workdir(check(workdir, (Workdir.METRICS_CSV,))).read_metrics()
-
-
 def load_model(workdir, which="final"):
     """The saved classifier (masks included): ``checkpoints/{which}.keras``."""
     if which not in CHECKPOINTS:
         raise ValueError(f"which must be 'best' or 'final', got {which!r}.")
     return records.load_model(
         Workdir(check(workdir, (Workdir.checkpoint_name(which),))).checkpoint(which))
-
-
-def mask_files(workdir):
-    """``[(epoch, path)]`` of the per-epoch masks a sparse run saved, in epoch order."""
-    return Workdir(workdir).mask_files()
