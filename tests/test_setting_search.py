@@ -45,6 +45,19 @@ def test_every_candidate_parses_and_is_dense_on_animals():
         assert bound["epochs"] > max(bound["milestones"]), path
 
 
+def test_a_candidate_path_of_the_flat_layout_still_runs_the_same_config(tmp_path):
+    """gin/offline_search/ became gin/offline/search/; the old path finds the same file."""
+    out = str(tmp_path / "o")
+    old = setting_search.plan("gin/offline_search/c9_256img_64ep.gin", 1, out=out)
+    new = setting_search.plan("gin/offline/search/c9_256img_64ep.gin", 1, out=out)
+    from launch import common
+    texts = []
+    for files, bindings, _ in (old[0], new[0]):
+        gin.clear_config()
+        texts.append(common.parse_gin(files, bindings))
+    assert texts[0] == texts[1] and "train_eval.dataset = 'animals'" in texts[0]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(candidate="gin/offline/search/nope.gin"), r"is not a gin file"),
     (dict(candidate="gin/offline/search/c5_256img_40ep.gin", seeds=0),
