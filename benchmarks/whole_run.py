@@ -1,7 +1,8 @@
 """A whole run's wall time, dense against ``fb_plus_channel``, side by side (issue 26 item 1).
 
   python -m benchmarks.whole_run [--shape=offline|cifar] [--seeds=2] [--threads=1]
-      [--sparse_gin=gin/fb_plus_channel_resnet18.gin] [--out=results/bench/whole_run_offline.json]
+      [--sparse_gin=gin/beyond_paper/fb_plus_channel_resnet18.gin]
+      [--out=results/bench/whole_run_offline.json]
 
 Why: channels removed during training make the epochs after each rebuild faster, but a run also
 pays for the epochs before it, the rebuilds (a checkpoint, a retrace) and the evaluation. Only
@@ -13,10 +14,11 @@ dense first, seed 2 sparse first, ...) so that a drift of the machine's load hit
 every process gets the same thread count (``TF_NUM_INTRAOP_THREADS`` / ``INTEROP`` and
 ``OMP_NUM_THREADS``; ``--threads=0`` leaves TensorFlow's default). Shapes:
 
-  offline  ``gin/offline.gin`` exactly (RESULTS.md's setting: animals, width 8, 64 epochs,
-           final test included); sparse: ``--sparse_gin`` + ``gin/offline_fb_plus_channel.gin``;
+  offline  ``gin/offline/offline.gin`` exactly (RESULTS.md's setting: animals, width 8, 64
+           epochs, final test included); sparse: ``--sparse_gin`` +
+           ``gin/offline/offline_fb_plus_channel.gin``;
   cifar    PreActResNet-18 width 64 on 32x32x3 synthetic images, 6 short epochs
-           (``gin/whole_run_cifar.gin``: its header gives the sizes).
+           (``gin/beyond_paper/whole_run_cifar.gin``: its header gives the sizes).
 
 Printed: one JSON line per run (whole wall seconds of the process, the run's own ``seconds``,
 per-epoch seconds of each segment between shrinks, RA/SA final and best) and a last line with the
@@ -40,9 +42,11 @@ from launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROG = "benchmarks.whole_run"
-DENSE_GIN = "gin/dense_resnet18.gin"
-SHAPE_GIN = {"offline": {"dense": "gin/offline.gin", "sparse": "gin/offline_fb_plus_channel.gin"},
-             "cifar": {"dense": "gin/whole_run_cifar.gin", "sparse": "gin/whole_run_cifar.gin"}}
+DENSE_GIN = "gin/table1/dense_resnet18.gin"
+SHAPE_GIN = {"offline": {"dense": "gin/offline/offline.gin",
+                         "sparse": "gin/offline/offline_fb_plus_channel.gin"},
+             "cifar": {"dense": "gin/beyond_paper/whole_run_cifar.gin",
+                       "sparse": "gin/beyond_paper/whole_run_cifar.gin"}}
 
 FLAGS = cli.new_flags()
 flags.DEFINE_enum("shape", "offline", tuple(SHAPE_GIN), "offline (RESULTS.md's setting) or "
@@ -52,8 +56,9 @@ flags.DEFINE_integer("seeds", 2, "Seeds 1..N, each a dense and a sparse run.", l
                      flag_values=FLAGS)
 flags.DEFINE_integer("threads", 1, "Threads of every run (0: TensorFlow's default).",
                      lower_bound=0, flag_values=FLAGS)
-flags.DEFINE_string("sparse_gin", "gin/fb_plus_channel_resnet18.gin", "The sparse run's config "
-                    "(a fb_plus_channel gin file, relative to the repository).", flag_values=FLAGS)
+flags.DEFINE_string("sparse_gin", "gin/beyond_paper/fb_plus_channel_resnet18.gin",
+                    "The sparse run's config (a fb_plus_channel gin file, relative to the "
+                    "repository).", flag_values=FLAGS)
 flags.DEFINE_multi_string("bindings", [], "Extra gin bindings for both runs (e.g. "
                           "\"train_eval.epochs=2\"; tests shrink the runs with them).",
                           flag_values=FLAGS)
@@ -118,9 +123,11 @@ def segments(epoch_seconds, shrinks):
 
 def read_run(workdir):
     """``{epoch: seconds}`` from ``metrics.csv`` and the ``results.json`` of a finished run."""
-    with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
+    from birds_tf.utils.workdir import Workdir
+    files = Workdir(workdir)
+    with open(files.metrics_csv, newline="") as f:
         epoch_seconds = {int(r["epoch"]): float(r["seconds"]) for r in csv.DictReader(f)}
-    with open(os.path.join(workdir, "results.json")) as f:
+    with open(files.results_json) as f:
         results = json.load(f)
     return epoch_seconds, results
 
@@ -227,7 +234,7 @@ def check(a):
     path = os.path.join(ROOT, a.sparse_gin)
     if not os.path.isfile(path):
         raise ValueError(f"--sparse_gin {a.sparse_gin!r} is not a file of the repository "
-                         "(e.g. gin/fb_plus_channel_resnet18.gin).")
+                         "(e.g. gin/beyond_paper/fb_plus_channel_resnet18.gin).")
     with open(path) as f:
         if "fb_plus_channel" not in f.read():
             raise ValueError(f"--sparse_gin {a.sparse_gin!r} is not a fb_plus_channel config "

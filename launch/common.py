@@ -40,6 +40,12 @@ def parse_gin(files, bindings):
     except tokenize.TokenError as e:
         raise ValueError(f"Gin syntax error in --gin_file or --gin_bindings: {e.args[0]} (an "
                          "unclosed bracket or quote).") from e
+    except OSError as e:  # an include line naming no file: gin raises a bare OSError()
+        from birds_tf.experiment.configs import missing_include
+        missing = missing_include(files)
+        if missing is None:
+            raise
+        raise missing from e
     return gin.config_str()
 
 

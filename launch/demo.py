@@ -1,12 +1,12 @@
 """``make demo``: robust overfitting, and what sparsity does to it, in about ten minutes on a CPU.
 
 Dense PGD-AT and Flying Bird+ (80% sparsity), one seed, at the offline scale of
-``launch.reproduce`` (``gin/offline.gin``: animal silhouettes, a narrow PreActResNet-18 and a
-CPU schedule, chosen once on the dense row's validation split; RESULTS.md "Choosing the setting"),
-scored as RESULTS.md's table is (best and final models on the whole test split with PGD-20), so
-the demo's numbers are seed 1 of that table's two rows. Prints Table 1's layout with RGG and its
-reduction, and saves the figure of train vs test robust accuracy per epoch. Rerunning resumes or
-reuses finished runs. The other rows and seeds are RESULTS.md's (``launch.reproduce``).
+``launch.reproduce`` (``gin/offline/offline.gin``: animal silhouettes, a narrow PreActResNet-18
+and a CPU schedule, chosen once on the dense row's validation split; RESULTS.md "Choosing the
+setting"), scored as RESULTS.md's table is (best and final models on the whole test split with
+PGD-20), so the demo's numbers are seed 1 of that table's two rows. Prints Table 1's layout with
+RGG and its reduction, and saves the figure of train vs test robust accuracy per epoch. Rerunning
+resumes or reuses finished runs. The other rows and seeds are RESULTS.md's (``launch.reproduce``).
 """
 import os
 import sys
@@ -26,7 +26,7 @@ def main(out=OUT, rows=ROWS, argv=None):
     from . import reproduce
     start = time.time()
     print(f"Training {', '.join(rows)} (table 1 rows) on the animal silhouettes, offline scale "
-          f"(gin/offline.gin), into {out}/<row>/seed1", flush=True)
+          f"(gin/offline/offline.gin), into {out}/<row>/seed1", flush=True)
     try:
         reproduce.run("1", seeds=1, scale="offline", out=out, rows=list(rows),
                       verbose=cli.train_verbose(FLAGS.verbosity))

@@ -23,9 +23,9 @@ Rows beyond the paper's table (no published numbers): ``fb_plus_channel`` in Tab
 (channel-level Flying Bird+, issue 17).
 
 Scales: ``paper`` runs the gin files as they are (CIFAR / Tiny-ImageNet, 200 epochs);
-``offline`` layers ``gin/offline.gin`` (animal silhouettes, a CPU schedule; its header documents
-the mapping) and narrows WideResNet-34-10 to base width 2 (1/8, like the others' 8 of 64);
-``smoke`` layers ``gin/smoke.gin`` (digits, two tiny epochs).
+``offline`` layers ``gin/offline/offline.gin`` (animal silhouettes, a CPU schedule; its header
+documents the mapping) and narrows WideResNet-34-10 to base width 2 (1/8, like the others' 8 of 64);
+``smoke`` layers ``gin/quickstart/smoke.gin`` (digits, two tiny epochs).
 """
 import json
 import os
@@ -40,21 +40,22 @@ from absl import flags
 from . import cli
 
 SCALES = ("paper", "offline", "smoke")
-SCALE_GIN = {"paper": [], "offline": ["gin/offline.gin"], "smoke": ["gin/smoke.gin"]}
+SCALE_GIN = {"paper": [], "offline": ["gin/offline/offline.gin"],
+             "smoke": ["gin/quickstart/smoke.gin"]}
 # Offline scale: every architecture at 1/8 of its paper width (offline.gin binds 8 of 64).
 OFFLINE_ARCH_BINDINGS = {"wide_resnet34_10": ["train_eval.arch_kwargs = {'width': 2}"]}
 MARKER = "reproduce.json"
 # Rows run beside a paper table that the paper does not have: (table, row id, gin, group,
 # dataset, arch, sparsity, method, setting).
-EXTRA_ROWS = (("1", "fb_plus_channel", "gin/fb_plus_channel_resnet18.gin", "CIFAR-10", "cifar10",
-               "preact_resnet18", 80.0, "fb_plus_channel", "Flying Bird+ (channel)"),)
+EXTRA_ROWS = (("1", "fb_plus_channel", "gin/beyond_paper/fb_plus_channel_resnet18.gin", "CIFAR-10",
+               "cifar10", "preact_resnet18", 80.0, "fb_plus_channel", "Flying Bird+ (channel)"),)
 
 FLAGS = cli.new_flags()
 flags.DEFINE_string("table", None, "Paper table: 1, 2, 3, A6, A10, A11, A12 or A17 (required).",
                     flag_values=FLAGS)
 flags.DEFINE_integer("seeds", 1, "Seeds per row (train_eval.seed = 1..N).", flag_values=FLAGS)
 flags.DEFINE_enum("scale", "paper", SCALES, "paper: the gin files as they are; offline: animal "
-                  "silhouettes on a CPU schedule (gin/offline.gin); smoke: test size.",
+                  "silhouettes on a CPU schedule (gin/offline/offline.gin); smoke: test size.",
                   flag_values=FLAGS)
 flags.DEFINE_string("out", None, "Output folder (default runs/reproduce/table<T>_<scale>).",
                     flag_values=FLAGS)

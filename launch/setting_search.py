@@ -1,9 +1,9 @@
 r"""Try one candidate offline setting on the dense row: N seeds, validation numbers only.
 
-  python -m launch.setting_search --candidate=gin/offline_search/c5_256img_40ep.gin --seeds=3
+  python -m launch.setting_search --candidate=gin/offline/search/c5_256img_40ep.gin --seeds=3
 
-Trains dense PGD-AT (``gin/dense_resnet18.gin`` + the candidate, which layers
-``gin/offline.gin``) for seeds 1..N into ``<out>/seed<k>/`` (default
+Trains dense PGD-AT (``gin/table1/dense_resnet18.gin`` + the candidate, which layers
+``gin/offline/offline.gin``) for seeds 1..N into ``<out>/seed<k>/`` (default
 ``runs/setting_search/<candidate>``; rerunning resumes), then prints, per seed and as mean ±
 sample std, the two signs of robust overfitting on the **validation** split
 (``birds_tf.metrics.overfitting``): the fall of validation RA after its peak (raw and smoothed)
@@ -19,9 +19,9 @@ from absl import flags
 
 from . import cli
 
-DENSE_GIN = "gin/dense_resnet18.gin"
+DENSE_GIN = "gin/table1/dense_resnet18.gin"
 FLAGS = cli.new_flags()
-flags.DEFINE_string("candidate", None, "The candidate's gin file (gin/offline_search/*.gin).",
+flags.DEFINE_string("candidate", None, "The candidate's gin file (gin/offline/search/*.gin).",
                     flag_values=FLAGS)
 flags.DEFINE_integer("seeds", 3, "Seeds (train_eval.seed = 1..N).", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "Output folder (default runs/setting_search/<candidate>).",
@@ -39,9 +39,10 @@ class SearchError(ValueError):
 
 def plan(candidate, seeds, out=None, gin_bindings=()):
     """[(gin files, bindings, workdir)] after checking everything; raises SearchError."""
-    if not candidate or not os.path.isfile(candidate):
+    from birds_tf.experiment.configs import find_config  # as given, then birds-tf's configs
+    if not candidate or find_config(candidate) is None:
         raise SearchError(f"--candidate {candidate!r} is not a gin file; the candidates are in "
-                          "gin/offline_search/.")
+                          "gin/offline/search/.")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SearchError(f"--seeds must be an integer >= 1, got {seeds!r}.")
     out = out or os.path.join("runs", "setting_search",
@@ -176,7 +177,7 @@ def main(argv=None):
     cli.parse(FLAGS, argv, "launch.setting_search", __doc__)
     if not FLAGS.candidate:
         raise SystemExit("launch.setting_search: --candidate is required (a gin file of "
-                         "gin/offline_search/).")
+                         "gin/offline/search/).")
     from . import quiet
     quiet.start_tensorflow(FLAGS.verbosity)
     try:

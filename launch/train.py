@@ -1,8 +1,8 @@
 r"""Train one experiment from gin configs, TF-Agents ``train_eval`` style.
 
-  python -m launch.train --gin_file=gin/fb_plus_resnet18.gin --workdir=runs/fb_plus
-  python -m launch.train --gin_file=gin/dense_resnet18.gin --gin_file=gin/smoke.gin \
-      --workdir=runs/smoke
+  python -m launch.train --gin_file=gin/table1/fb_plus_resnet18.gin --workdir=runs/fb_plus
+  python -m launch.train --gin_file=gin/table1/dense_resnet18.gin \
+      --gin_file=gin/quickstart/smoke.gin --workdir=runs/smoke
   python -m launch.train ... --verbosity=0    # INFO logs, Keras' full epoch line, TF start-up
 
 Prints one line per epoch (loss, train RA, val/test SA and RA in percent; density and k for

@@ -9,9 +9,10 @@ BINDINGS = ["train_eval.epochs = 3", "train_eval.milestones = (2,)",
             "train_eval.batch_size = 32", "train_eval.max_train = 96",
             "train_eval.max_eval = 64", "train_eval.train_steps = 1",
             "train_eval.eval_steps = 1"]
-RUNS = {"dense": ["gin/quickstart.gin", "gin/smoke.gin"],
-        "fb_plus": ["gin/fb_plus_resnet18.gin", "gin/smoke.gin"],
-        "fb_plus_channel": ["gin/fb_plus_channel_resnet18.gin", "gin/smoke.gin"]}
+RUNS = {"dense": ["gin/quickstart/quickstart.gin", "gin/quickstart/smoke.gin"],
+        "fb_plus": ["gin/table1/fb_plus_resnet18.gin", "gin/quickstart/smoke.gin"],
+        "fb_plus_channel": ["gin/beyond_paper/fb_plus_channel_resnet18.gin",
+                            "gin/quickstart/smoke.gin"]}
 # Dead channels stay in the model (masked) so that launch.export --shrink has work to do.
 EXTRA = {"fb_plus_channel": ["FlyingBirdPlusChannel.shrink_during_training = False"]}
 

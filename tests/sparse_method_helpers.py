@@ -38,7 +38,8 @@ def tiny_arch(monkeypatch):
 
 
 def run(files, bindings, workdir):
-    """``launch.train.run`` on repository gin files (+ smoke.gin when asked)."""
+    """``launch.train.run`` on repository gin files, as paths under gin/ (+ quickstart/smoke.gin
+    when asked)."""
     from launch import train
     gin.clear_config()
     return train.run([os.path.join(ROOT, "gin", f) for f in files], list(bindings),

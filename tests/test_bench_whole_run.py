@@ -58,10 +58,10 @@ def test_runs_alternate_and_share_the_thread_count():
     env = whole_run.thread_env(1)
     assert (env["TF_NUM_INTRAOP_THREADS"], env["TF_NUM_INTEROP_THREADS"],
             env["OMP_NUM_THREADS"]) == ("1", "1", "1")
-    assert whole_run.gin_files("offline", "dense", "g.gin") == ["gin/dense_resnet18.gin",
-                                                                "gin/offline.gin"]
-    assert whole_run.gin_files("cifar", "sparse", "g.gin") == ["g.gin",
-                                                               "gin/whole_run_cifar.gin"]
+    assert whole_run.gin_files("offline", "dense", "g.gin") == [
+        "gin/table1/dense_resnet18.gin", "gin/offline/offline.gin"]
+    assert whole_run.gin_files("cifar", "sparse", "g.gin") == [
+        "g.gin", "gin/beyond_paper/whole_run_cifar.gin"]
 
 
 @pytest.mark.parametrize("argv, says", [
@@ -69,7 +69,7 @@ def test_runs_alternate_and_share_the_thread_count():
     (["--shape=cifar10"], "flag --shape=cifar10"),
     (["--threads=-1"], "flag --threads=-1"),
     (["--sparse_gin=gin/nope.gin"], "--sparse_gin 'gin/nope.gin' is not a file"),
-    (["--sparse_gin=gin/dense_resnet18.gin"], "is not a fb_plus_channel config"),
+    (["--sparse_gin=gin/table1/dense_resnet18.gin"], "is not a fb_plus_channel config"),
     (["--out=gin"], "--out 'gin' is a folder"),
 ])
 def test_bad_input_is_refused_before_any_run(monkeypatch, argv, says):

@@ -18,7 +18,7 @@ from birds_tf.training import resume
 from tests import test_resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = ["gin/fb_plus_channel_resnet18.gin", "gin/smoke.gin"]
+FILES = ["gin/beyond_paper/fb_plus_channel_resnet18.gin", "gin/quickstart/smoke.gin"]
 # 1 step an epoch (64 images, batch 64), a mask update (and channel removal) every step.
 BINDINGS = ["train_eval.epochs = 3", "train_eval.max_train = 64", "train_eval.max_eval = 64",
             "DynamicSparsity.delta_t = 1", "DynamicSparsity.growth = 'random'"]

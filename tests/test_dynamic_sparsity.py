@@ -234,7 +234,7 @@ def test_fb_plus_config_runs_on_mock_cifar_and_reports_density(tmp_path, _gin_ro
                 "train_eval.eval_steps = 1", "train_eval.milestones = ()",
                 "DynamicSparsity.delta_t = 1", "DynamicSparsity.t_start = 1"]
     with cifar_mock.mock():
-        results = train.run(["gin/fb_plus_resnet18.gin"], bindings, str(tmp_path / "fbp"),
+        results = train.run(["gin/table1/fb_plus_resnet18.gin"], bindings, str(tmp_path / "fbp"),
                             verbose=0)
     assert results["method"] == "fb_plus" and results["dataset"] == "cifar10"
     assert results["final_sparsity"] == pytest.approx(0.8, abs=0.01)
@@ -262,8 +262,8 @@ def test_fb_plus_config_runs_on_mock_cifar_and_reports_density(tmp_path, _gin_ro
 def test_bad_fb_config_is_refused_before_training(tmp_path, _gin_root, binding, match):
     from launch import train
     with pytest.raises(ValueError, match=match):
-        train.run(["gin/fb_resnet18.gin", "gin/smoke.gin"], [binding], str(tmp_path / "w"),
-                  verbose=0)
+        train.run(["gin/table1/fb_resnet18.gin", "gin/quickstart/smoke.gin"], [binding],
+                  str(tmp_path / "w"), verbose=0)
     assert not (tmp_path / "w" / "metrics.csv").exists()
 
 
@@ -398,13 +398,13 @@ def test_fb_plus_triggers_only_from_t_start_which_defaults_to_half_the_epochs():
 
 def test_official_code_config_binds_the_reference_values_and_its_update_steps(_gin_root):
     from launch import common
-    common.parse_gin(["gin/fb_plus_resnet18.gin"], [])
+    common.parse_gin(["gin/table1/fb_plus_resnet18.gin"], [])
     from birds_tf.experiment.flying_bird import DynamicSparsity  # with gin's bindings
     paper = DynamicSparsity(plus=True)
     assert (paper.threshold, paper.prune_ties, paper.growth, paper.reset_regrown) == \
         (0.75, "exact", "gradient", False)
     gin.clear_config()
-    common.parse_gin(["gin/fb_plus_resnet18_official_code.gin"], [])
+    common.parse_gin(["gin/table1/fb_plus_resnet18_official_code.gin"], [])
     cb = DynamicSparsity(plus=True)
     assert (cb.threshold, cb.prune_ties, cb.growth, cb.gradient_topk) == \
         (0.5, "threshold", "random_bernoulli", "all")

@@ -30,7 +30,8 @@ def workdir(tmp_path_factory):
     os.chdir(ROOT)
     try:
         gin.clear_config()
-        train.run(["gin/quickstart.gin", "gin/smoke.gin"], BINDINGS, path, verbose=0)
+        train.run(["gin/quickstart/quickstart.gin", "gin/quickstart/smoke.gin"], BINDINGS, path,
+                  verbose=0)
     finally:
         gin.clear_config()
         os.chdir(cwd)

@@ -31,7 +31,7 @@ def _gin_and_cwd(monkeypatch):
 
 def _run(workdir, bindings=(), **kwargs):
     gin.clear_config()
-    return train.run([os.path.join(ROOT, "gin/quickstart.gin")], TINY + list(bindings),
+    return train.run([os.path.join(ROOT, "gin/quickstart/quickstart.gin")], TINY + list(bindings),
                      str(workdir), verbose=0, **kwargs)
 
 

@@ -138,16 +138,16 @@ def test_official_code_config_gives_the_references_growth_under_both_rules(_gin_
     from launch import common
     from birds_tf.experiment.flying_bird import DynamicSparsity  # with gin's bindings
     try:
-        common.parse_gin(["gin/fb_plus_resnet18.gin"], [])
+        common.parse_gin(["gin/table1/fb_plus_resnet18.gin"], [])
         paper = DynamicSparsity(plus=True)
         assert (paper.growth, paper.gradient_topk) == ("gradient", "empty")
         gin.clear_config()
-        common.parse_gin(["gin/fb_plus_resnet18_official_code.gin"], [])
+        common.parse_gin(["gin/table1/fb_plus_resnet18_official_code.gin"], [])
         code = DynamicSparsity(plus=True)
         assert (code.growth, code.gradient_topk) == ("random_bernoulli", "all")
         gin.clear_config()
         # What the side-by-side harness does for the paper's growth rule.
-        common.parse_gin(["gin/fb_plus_resnet18_official_code.gin"],
+        common.parse_gin(["gin/table1/fb_plus_resnet18_official_code.gin"],
                          ["DynamicSparsity.growth='gradient'"])
         code = DynamicSparsity(plus=True)
         assert (code.growth, code.gradient_topk) == ("gradient", "all")

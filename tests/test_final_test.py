@@ -29,7 +29,7 @@ def _clean(monkeypatch):
 
 
 def _run(workdir, bindings):
-    return train.run([os.path.join(ROOT, "gin/quickstart.gin")], bindings, str(workdir),
+    return train.run([os.path.join(ROOT, "gin/quickstart/quickstart.gin")], bindings, str(workdir),
                      verbose=0)
 
 

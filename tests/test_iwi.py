@@ -54,8 +54,8 @@ def test_bad_iwi_settings_are_refused_before_training(tmp_path, tiny_arch):
         with pytest.raises(ValueError, match=match):
             iwi.InverseWeightsInheritance(Config(method="iwi"), **kwargs)
     with pytest.raises(ValueError, match="trains a dense model"):
-        run(["iwi_resnet18.gin", "smoke.gin"], FAST + ["train_eval.sparsity = 0.8"],
-            tmp_path / "w")
+        run(["beyond_paper/iwi_resnet18.gin", "quickstart/smoke.gin"],
+            FAST + ["train_eval.sparsity = 0.8"], tmp_path / "w")
     assert not (tmp_path / "w" / "iwi_stage_a_metrics.csv").exists()
 
 
@@ -72,7 +72,7 @@ def test_iwi_config_runs_both_stages(tmp_path, tiny_arch, monkeypatch):
 
     monkeypatch.setattr(iwi.InverseWeightsInheritance, "prepare", prepare)
     workdir = tmp_path / "iwi"
-    results = run(["iwi_resnet18.gin", "smoke.gin"], FAST, workdir)
+    results = run(["beyond_paper/iwi_resnet18.gin", "quickstart/smoke.gin"], FAST, workdir)
     on_disk = json.loads((workdir / "results.json").read_text())
     assert on_disk["method"] == "iwi" and on_disk["final_sparsity"] == 0.0
     assert on_disk["stage_a_sparsity"] == pytest.approx(0.8, abs=1e-3)

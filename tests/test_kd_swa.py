@@ -186,8 +186,8 @@ def teachers(tmp_path_factory):
     one = ["train_eval.epochs = 1", "train_eval.milestones = ()",
            "train_eval.rgg_eval = False"] + SMALL
     try:
-        _train(["gin/std_resnet18.gin", "gin/smoke.gin"], one, base / "std")
-        _train(["gin/dense_resnet18.gin", "gin/smoke.gin"], one, base / "adv")
+        _train(["gin/figure4/std_resnet18.gin", "gin/quickstart/smoke.gin"], one, base / "std")
+        _train(["gin/table1/dense_resnet18.gin", "gin/quickstart/smoke.gin"], one, base / "adv")
     finally:
         os.chdir(cwd)
     return {"std": str(base / "std"), "adv": str(base / "adv")}
@@ -223,7 +223,7 @@ def test_fb_plus_with_kd_and_swa_runs_end_to_end_and_resumes(tmp_path, _gin_root
             raise _Interrupted()
         return fault(where, epoch, step)
 
-    files = ["gin/fb_plus_kd_swa_resnet18.gin", "gin/smoke.gin"]
+    files = ["gin/figure4/fb_plus_kd_swa_resnet18.gin", "gin/quickstart/smoke.gin"]
     workdir = tmp_path / "run"
     monkeypatch.setattr(resume, "fault_point", interrupt)
     with pytest.raises(_Interrupted):
@@ -241,7 +241,7 @@ def test_fb_plus_with_kd_and_swa_runs_end_to_end_and_resumes(tmp_path, _gin_root
                 "swa_best_epoch", "swa_train_ra_final", "swa_rgg_final", "ra_best", "ra_final",
                 "sa_final", "rgg_final"):
         assert np.isfinite(results[key]), key
-    history = wd.history(workdir)
+    history = wd.Workdir(workdir).read_metrics()
     assert [int(r["swa_updates"]) for r in history] == [1, 2]
     assert history[-1]["swa_test_ra"] == pytest.approx(results["swa_ra_final"])
     # The saved average keeps the final mask of FB+ ...
@@ -319,7 +319,8 @@ def test_bad_smoothing_settings_are_refused_before_training(tmp_path, _gin_root,
     bindings = [f"KnowledgeDistillation.teacher_std = '{known}'",
                 f"KnowledgeDistillation.teacher_adv = '{known}'", binding]
     with pytest.raises(error, match=match):
-        _train(["gin/fb_plus_kd_swa_resnet18.gin", "gin/smoke.gin"], bindings, tmp_path / "w")
+        _train(["gin/figure4/fb_plus_kd_swa_resnet18.gin", "gin/quickstart/smoke.gin"], bindings,
+               tmp_path / "w")
     assert not os.path.exists(tmp_path / "w" / "metrics.csv")
 
 
@@ -332,7 +333,8 @@ def test_a_mismatched_teacher_is_refused_before_training(tmp_path, _gin_root, cl
     bindings = [f"KnowledgeDistillation.teacher_std = '{good}'",
                 f"KnowledgeDistillation.teacher_adv = '{bad}'"] + SMALL
     with pytest.raises(ValueError, match=match):
-        _train(["gin/dense_kd_resnet18.gin", "gin/smoke.gin"], bindings, tmp_path / "w")
+        _train(["gin/figure4/dense_kd_resnet18.gin", "gin/quickstart/smoke.gin"], bindings,
+               tmp_path / "w")
     assert not os.path.exists(tmp_path / "w" / "metrics.csv")
 
 
@@ -343,10 +345,10 @@ def test_configs_name_their_command_and_figure(_gin_root, name):
     from launch import common
     from birds_tf.experiment import smoothing
     from birds_tf.experiment.train_eval import Config
-    path = os.path.join("gin", name + ".gin")
+    path = os.path.join("gin", "figure4", name + ".gin")
     with open(path) as f:
         head = f.read().split("\n")[:3]
-    assert head[0] == (f"# Command: python -m launch.train --gin_file=gin/{name}.gin "
+    assert head[0] == (f"# Command: python -m launch.train --gin_file=gin/figure4/{name}.gin "
                        f"--workdir=runs/{'dense_std_resnet18' if name == 'std_resnet18' else name}")
     assert any(line.startswith("# Reproduces:") for line in head)
     common.parse_gin([path], [])

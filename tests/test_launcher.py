@@ -36,7 +36,7 @@ def _run(workdir, files, bindings, **kwargs):
 def test_two_steps_on_mock_cifar10_write_every_file(tmp_path):
     workdir = tmp_path / "dense"
     with cifar_mock.mock():
-        results = _run(workdir, ["gin/dense_resnet18.gin"], TINY)
+        results = _run(workdir, ["gin/table1/dense_resnet18.gin"], TINY)
     for name in ("config.gin", "operative_config.gin", "metrics.csv", "results.json",
                  "checkpoints/best.keras", "checkpoints/final.keras",
                  "checkpoints/resume/state.json"):
@@ -57,17 +57,19 @@ def test_two_steps_on_mock_cifar10_write_every_file(tmp_path):
 def test_rerun_is_idempotent_and_a_different_config_is_refused(tmp_path):
     workdir = tmp_path / "run"
     bindings = TINY + ["train_eval.max_train = 8"]
-    first = _run(workdir, ["gin/quickstart.gin"], bindings)
+    first = _run(workdir, ["gin/quickstart/quickstart.gin"], bindings)
     results_before = (workdir / "results.json").read_text()
     gin.clear_config()
-    again = _run(workdir, ["gin/quickstart.gin"], bindings)  # finished: reused, not retrained
+    # finished: reused, not retrained
+    again = _run(workdir, ["gin/quickstart/quickstart.gin"], bindings)
     assert again == first and (workdir / "results.json").read_text() == results_before
     gin.clear_config()
     with pytest.raises(ValueError, match="different config.*--overwrite"):
-        _run(workdir, ["gin/quickstart.gin"], bindings + ["train_eval.lr = 0.2"])
+        _run(workdir, ["gin/quickstart/quickstart.gin"], bindings + ["train_eval.lr = 0.2"])
     assert (workdir / "results.json").read_text() == results_before
     gin.clear_config()
-    _run(workdir, ["gin/quickstart.gin"], bindings + ["train_eval.lr = 0.2"], overwrite=True)
+    _run(workdir, ["gin/quickstart/quickstart.gin"], bindings + ["train_eval.lr = 0.2"],
+         overwrite=True)
     backups = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(backups) == 1 and (backups[0] / "results.json").read_text() == results_before
 
@@ -89,13 +91,13 @@ def test_rerun_is_idempotent_and_a_different_config_is_refused(tmp_path):
 def test_bad_input_is_refused_before_training(tmp_path, binding, match):
     workdir = tmp_path / "bad"
     with pytest.raises(ValueError, match=match):
-        _run(workdir, ["gin/quickstart.gin"], TINY + [binding])
+        _run(workdir, ["gin/quickstart/quickstart.gin"], TINY + [binding])
     assert not (workdir / "metrics.csv").exists()
 
 
 def test_unknown_gin_binding_fails_from_the_command_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart.gin",
+        [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart/quickstart.gin",
          "--gin_bindings=train_eval.learning_rate = 0.1", f"--workdir={tmp_path / 'x'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
@@ -108,7 +110,7 @@ def test_unknown_gin_binding_fails_from_the_command_line(tmp_path):
 
 def test_missing_cifar_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
-        _run(tmp_path / "w", ["gin/dense_resnet18.gin"],
+        _run(tmp_path / "w", ["gin/table1/dense_resnet18.gin"],
              TINY + [f"train_eval.data_dir = '{tmp_path / 'nodata'}'"])
 
 
@@ -117,7 +119,7 @@ def test_non_finite_loss_stops_the_run_before_anything_bad_is_saved(tmp_path):
     with pytest.raises(FloatingPointError, match=r"became (nan|inf).*last good checkpoint"):
         # Batches of 2 give 8 steps: with BatchNormalization absorbing the weights' scale
         # (the fused kernel does not overflow), the loss turns NaN at the third step.
-        _run(workdir, ["gin/quickstart.gin"], TINY + ["train_eval.lr = 1e30",
+        _run(workdir, ["gin/quickstart/quickstart.gin"], TINY + ["train_eval.lr = 1e30",
                                                       "train_eval.batch_size = 2"])
     assert not (workdir / "results.json").exists()
     assert not (workdir / "checkpoints" / "final.keras").exists()
@@ -128,7 +130,7 @@ def _train_cli(workdir, *extra):
     bindings = [f"--gin_bindings={b}" for b in TINY + ["train_eval.epochs = 2",
                                                         "train_eval.max_train = 8"]]
     return subprocess.run(
-        [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart_fb_plus.gin",
+        [sys.executable, "-m", "launch.train", "--gin_file=gin/quickstart/quickstart_fb_plus.gin",
          *bindings, f"--workdir={workdir}", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
@@ -189,7 +191,8 @@ BAD_INPUT = {
               "launch.train: Gin file 'gin/nope.gin' not found. Configs are looked up as given "
               "(relative to the current directory {root}), then in birds-tf's configs folder "
               "{root}/gin, by name (e.g. --gin_file=fb_plus_resnet18.gin or "
-              "--gin_file=gin/fb_plus_resnet18.gin). Did you mean smoke.gin, offline.gin?"),
+              "--gin_file=gin/table1/fb_plus_resnet18.gin). Did you mean gin/quickstart/smoke.gin, "
+              "gin/offline/offline.gin?"),
     "evaluate": (["--workdir={tmp}", "--eps=8/0"],
                  "launch.evaluate: --eps must be a number or a fraction like 8/255, got '8/0'."),
     "export": (["--workdir={tmp}/nope", "--out={tmp}/out"],

@@ -33,7 +33,7 @@ def test_two_workers_end_identical(tmp_path):
                                          "task": {"type": "worker", "index": index}}))
         cmd = [sys.executable, "-m", "launch.train", "--strategy=multi_worker",
                f"--workdir={tmp_path / f'worker{index}'}",
-               "--gin_file=gin/fb_plus_resnet18.gin", "--gin_file=gin/smoke.gin",
+               "--gin_file=gin/table1/fb_plus_resnet18.gin", "--gin_file=gin/quickstart/smoke.gin",
                "--gin_bindings=train_eval.epochs = 1", "--gin_bindings=train_eval.max_train = 128",
                "--gin_bindings=train_eval.max_eval = 64", "--gin_bindings=train_eval.milestones = ()",
                "--gin_bindings=DynamicSparsity.delta_t = 1"]

@@ -59,17 +59,17 @@ def _gin_bindings(name):
 def test_milestone_labels():
     """RB stage 1's 50/150 is in Appendix A2.2; OMP's 100/150 is the paper's general recipe and
     the reference's 50/150 has its own config."""
-    with open(os.path.join(ROOT, "gin", "rb_resnet18.gin")) as f:
+    with open(os.path.join(ROOT, "gin", "table1", "rb_resnet18.gin")) as f:
         rb = f.read()
     assert "not in the paper" not in rb.lower() and "A2.2" in rb
     if os.path.exists(os.path.join(ROOT, "..", "shared", "seeds")):
         paper = _paper()
         assert "decays by ten times at 50, 150 epoch" in paper
         assert "decays by 10 times at 100,150 epoch" in paper
-    omp = _gin_bindings("omp_resnet18.gin")
+    omp = _gin_bindings("table1/omp_resnet18.gin")
     assert tuple(omp["OMP.pretrain_milestones"]) == (100, 150)
     assert tuple(omp["train_eval.milestones"]) == (100, 150)
-    code = _gin_bindings("omp_resnet18_official_code.gin")
+    code = _gin_bindings("table1/omp_resnet18_official_code.gin")
     assert tuple(code["OMP.pretrain_milestones"]) == (50, 150)
     assert tuple(code["train_eval.milestones"]) == (50, 150)
 
@@ -95,7 +95,7 @@ def _alnum(text):
 
 def _docs():
     paths = []
-    for folder, _, names in sorted(os.walk(os.path.join(ROOT, "gin"))):  # gin/offline_search too
+    for folder, _, names in sorted(os.walk(os.path.join(ROOT, "gin"))):  # every folder of gin/
         paths += [os.path.relpath(os.path.join(folder, n), ROOT) for n in sorted(names)
                   if n.endswith(".gin")]
     paths.append("README.md")
@@ -134,11 +134,11 @@ def test_values_the_paper_leaves_open_are_labelled_as_the_codes():
     """FB+'s t_start and Robust Bird's queue length have no value in the paper (Algorithm 1 and
     2 only name ``l`` and ``t_start``); the configs must not list them as paper values."""
     docs = dict(_docs())
-    fb_plus = docs[os.path.join("gin", "fb_plus_resnet18.gin")]
+    fb_plus = docs[os.path.join("gin", "table1", "fb_plus_resnet18.gin")]
     paper_part, _, code_part = fb_plus.partition("from the released code")
     assert "t_start" in code_part and "t_start" not in paper_part
     assert "0.4% and 0.05%" in paper_part  # the literal text of Appendix A2.3
-    rb = docs[os.path.join("gin", "rb_resnet18.gin")]
+    rb = docs[os.path.join("gin", "table1", "rb_resnet18.gin")]
     paper_part, _, code_part = rb.partition("from the released code")
     assert "Section 3.2" in paper_part and "Section 3.1" not in rb
     assert "l = 5" in code_part and "last 5" not in paper_part

@@ -71,8 +71,7 @@ def test_rows_are_unique_and_point_at_existing_methods(monkeypatch):
     monkeypatch.chdir(ROOT)
     for rows in paper.load().values():
         for r in rows:
-            if not os.path.exists(r.gin):
-                continue
+            assert os.path.isfile(r.gin), r
             gin.clear_config()
             common.parse_gin([r.gin], [])
             assert gin.query_parameter("train_eval.method") == r.method, r
@@ -81,10 +80,36 @@ def test_rows_are_unique_and_point_at_existing_methods(monkeypatch):
     gin.clear_config()
 
 
+def _reproduces(path):
+    """A gin file's "# Reproduces:" comment block, joined into one line."""
+    with open(os.path.join(ROOT, path)) as f:
+        lines = f.read().split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("# Reproduces:"))
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[1:])
+    return " ".join(" ".join(block).split())
+
+
+def test_each_rows_config_names_the_rows_table_and_sits_in_a_table_folder():
+    """A row's gin file says in its header that it reproduces that row's table, and lives in the
+    folder of one of the tables it names (gin/table1/ ... gin/table_a17/)."""
+    for name, rows in paper.load().items():
+        for r in rows:
+            says = _reproduces(r.gin)
+            assert re.search(rf"Table {r.table}\b", says), (r.table, r.row, r.gin, says)
+            folder = r.gin.split("/")[1]
+            assert re.fullmatch(r"table(\d|_a\d+)", folder), r.gin
+            table = folder[len("table"):].lstrip("_").upper()
+            assert re.search(rf"Table {table}\b", says), (r.gin, says)
+
+
 @pytest.mark.parametrize("table", ["1", "2", "A17"])
 def test_offline_scale_gives_every_row_a_valid_cpu_config(monkeypatch, tmp_path, table):
-    """Each row's config with gin/offline.gin on top passes the experiment's and the method's
-    own validation, on the animals data and the 64-epoch schedule."""
+    """Each row's config with gin/offline/offline.gin on top passes the experiment's and the
+    method's own validation, on the animals data and the 64-epoch schedule."""
     import gin
     from launch import common, reproduce
     from birds_tf.experiment import method as methods

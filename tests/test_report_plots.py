@@ -33,8 +33,8 @@ def test_results_json_holds_flops(runs):
                                                     n * epochs)
     assert fbp["inference_flops"] < 0.8 * fbp["inference_flops_dense"]
     assert fbp["flops"]["training"]["mask_updates"] > 0      # gradient growth's dense backward
-    assert [e for e, _ in wd.mask_files(runs["fb_plus"])] == [0, 1, 2, 3]
-    assert wd.mask_files(runs["dense"]) == []
+    assert [e for e, _ in wd.Workdir(runs["fb_plus"]).mask_files()] == [0, 1, 2, 3]
+    assert wd.Workdir(runs["dense"]).mask_files() == []
 
 
 def test_report_prints_writes_markdown_and_csv(runs, tmp_path, capsys):

@@ -13,7 +13,7 @@ from birds_tf.utils import workdir as workdir_lib
 from launch import reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Even smaller than gin/smoke.gin: 2 steps an epoch, 32 evaluation images, PGD-1.
+# Even smaller than gin/quickstart/smoke.gin: 2 steps an epoch, 32 evaluation images, PGD-1.
 TINY = ["train_eval.max_train = 64", "train_eval.batch_size = 32", "train_eval.max_eval = 32",
         "train_eval.train_steps = 1", "train_eval.eval_steps = 1"]
 
@@ -50,10 +50,10 @@ def test_a_row_whose_config_is_missing_is_refused_before_training(tmp_path, monk
     from birds_tf.experiment import configs
     find = configs.find_config
     monkeypatch.setattr(configs, "find_config",
-                        lambda p: None if p == "gin/omp_vgg16.gin" else find(p))
+                        lambda p: None if p == "gin/table_a10/omp_vgg16.gin" else find(p))
     out = tmp_path / "out"
     with pytest.raises(reproduce.ReproduceError, match=r"Table A10 needs configs that do not "
-                       r"exist: gin/omp_vgg16.gin \(row omp\).*--rows=dense"):
+                       r"exist: gin/table_a10/omp_vgg16.gin \(row omp\).*--rows=dense"):
         reproduce.run(table="A10", seeds=1, scale="smoke", out=str(out), rows=["dense", "omp"])
     assert not out.exists()
 

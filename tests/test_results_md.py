@@ -210,7 +210,7 @@ def test_search_block_recomputes_the_signs_from_the_kept_curves(tmp_path):
               "wall_seconds": 60.0 * k} for k, c in curves.items()]
     (folder / "c1_x").mkdir(parents=True)
     (folder / "c1_x" / "choice.json").write_text(json.dumps(
-        {"candidate": "gin/offline_search/c1_x.gin", "met": None,
+        {"candidate": "gin/offline/search/c1_x.gin", "met": None,
          "setting": {"max_train": 256, "arch_kwargs": {"width": 8}, "epochs": 7,
                      "milestones": [2, 4], "train_eps": 0.1},
          "seeds": seeds}))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--gin_file=gin/fb_plus_resnet18.gin", "--gin_file=gin/smoke.gin",
+ARGS = ["--gin_file=gin/table1/fb_plus_resnet18.gin", "--gin_file=gin/quickstart/smoke.gin",
         "--gin_bindings=train_eval.epochs = 3", "--gin_bindings=train_eval.max_train = 128",
         "--gin_bindings=train_eval.max_eval = 64",
         "--gin_bindings=DynamicSparsity.growth = 'random'", "--deterministic"]

@@ -15,7 +15,7 @@ from birds_tf.training.adversarial import AttackConfig
 from birds_tf.experiment.train_eval import Config
 from sparse_method_helpers import FAST, by_path, run, tiny_arch  # noqa: F401
 
-SMOKE = ["rb_resnet18.gin", "smoke.gin"]
+SMOKE = ["table1/rb_resnet18.gin", "quickstart/smoke.gin"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,10 +77,10 @@ def test_paper_default_queue_holds_consecutive_distances_and_official_config_the
     from launch import common
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for name, mode in (("rb_resnet18.gin", "consecutive"),
-                       ("rb_resnet18_official_code.gin", "newest")):
+                       ("rb_resnet18_official_code.gin", "newest")):  # both in gin/table1/
         gin.clear_config()
         try:
-            common.parse_gin([os.path.join("gin", name)], [])
+            common.parse_gin([os.path.join("gin", "table1", name)], [])
             assert gin.query_parameter("RobustBird.distance_mode") == mode, name
         finally:
             gin.clear_config()
@@ -255,7 +255,7 @@ def test_no_ticket_uses_the_last_mask_and_says_so_and_rewind_none_keeps_weights(
         tmp_path, tiny_arch, monkeypatch):
     captured = _spy(monkeypatch)
     workdir = tmp_path / "rb_none"
-    results = run(["rb_resnet18_official_code.gin", "smoke.gin"],
+    results = run(["table1/rb_resnet18_official_code.gin", "quickstart/smoke.gin"],
                   FAST + ["RobustBird.tau = 1e-9", "train_eval.epochs = 1",
                           "train_eval.milestones = ()"], workdir)
     assert results["ticket_found"] is False
@@ -269,7 +269,7 @@ def test_no_ticket_uses_the_last_mask_and_says_so_and_rewind_none_keeps_weights(
 
 def test_fast_at_tickets_config_runs(tmp_path, tiny_arch):
     workdir = tmp_path / "rb_fast"
-    results = run(["rb_fast_resnet18_cifar100_s90.gin", "smoke.gin"],
+    results = run(["table_a6/rb_fast_resnet18_cifar100_s90.gin", "quickstart/smoke.gin"],
                   FAST + ["RobustBird.tau = 1.0", "RobustBird.distance_mode = 'newest'",
                           "train_eval.epochs = 1",
                           "train_eval.milestones = ()"], workdir)

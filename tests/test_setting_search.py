@@ -29,7 +29,7 @@ def _cwd(monkeypatch):
 
 
 def test_every_candidate_parses_and_is_dense_on_animals():
-    paths = sorted(glob.glob(os.path.join("gin", "offline_search", "*.gin")))
+    paths = sorted(glob.glob(os.path.join("gin", "offline", "search", "*.gin")))
     assert len(paths) >= 5
     for path in paths:
         with open(path) as f:
@@ -45,11 +45,24 @@ def test_every_candidate_parses_and_is_dense_on_animals():
         assert bound["epochs"] > max(bound["milestones"]), path
 
 
+def test_a_candidate_path_of_the_flat_layout_still_runs_the_same_config(tmp_path):
+    """gin/offline_search/ became gin/offline/search/; the old path finds the same file."""
+    out = str(tmp_path / "o")
+    old = setting_search.plan("gin/offline_search/c9_256img_64ep.gin", 1, out=out)
+    new = setting_search.plan("gin/offline/search/c9_256img_64ep.gin", 1, out=out)
+    from launch import common
+    texts = []
+    for files, bindings, _ in (old[0], new[0]):
+        gin.clear_config()
+        texts.append(common.parse_gin(files, bindings))
+    assert texts[0] == texts[1] and "train_eval.dataset = 'animals'" in texts[0]
+
+
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(candidate="gin/offline_search/nope.gin"), r"is not a gin file"),
-    (dict(candidate="gin/offline_search/c5_256img_40ep.gin", seeds=0),
+    (dict(candidate="gin/offline/search/nope.gin"), r"is not a gin file"),
+    (dict(candidate="gin/offline/search/c5_256img_40ep.gin", seeds=0),
      r"--seeds must be an integer >= 1, got 0"),
-    (dict(candidate="gin/offline_search/c5_256img_40ep.gin",
+    (dict(candidate="gin/offline/search/c5_256img_40ep.gin",
           gin_bindings=["train_eval.epochz = 3"]), r"does not parse"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, kwargs, match):
@@ -69,7 +82,7 @@ def test_command_line_needs_a_candidate():
 def test_tiny_candidate_prints_validation_signs_only(tmp_path, capsys):
     candidate = tmp_path / "tiny.gin"
     candidate.write_text(
-        "include 'gin/smoke.gin'\n"
+        "include 'gin/quickstart/smoke.gin'\n"
         "train_eval.epochs = 3\ntrain_eval.milestones = (2,)\ntrain_eval.max_train = 64\n"
         "train_eval.max_eval = 32\ntrain_eval.batch_size = 32\ntrain_eval.train_steps = 1\n"
         "train_eval.eval_steps = 1\ntrain_eval.final_test = True\n"

@@ -51,22 +51,24 @@ def test_global_and_layerwise_magnitude_pruning_keep_exact_counts():
 # refusals
 
 BAD_SETTINGS = [
-    (["snip_resnet18.gin"], ["train_eval.method = 'prune_at_init'",
-                             "PruneAtInit.scorer = 'fisher'"], "Unknown scorer 'fisher'"),
-    (["synflow_resnet18.gin"], ["SynFlow.rounds = 0"],
+    (["table1/snip_resnet18.gin"], ["train_eval.method = 'prune_at_init'",
+                                    "PruneAtInit.scorer = 'fisher'"], "Unknown scorer 'fisher'"),
+    (["table1/synflow_resnet18.gin"], ["SynFlow.rounds = 0"],
      "SynFlow rounds must be an integer >= 1, got 0"),
-    (["synflow_resnet18.gin"], ["train_eval.method = 'prune_at_init'",
-                                "PruneAtInit.scorer = 'synflow'", "PruneAtInit.rounds = -1"],
+    (["table1/synflow_resnet18.gin"], ["train_eval.method = 'prune_at_init'",
+                                       "PruneAtInit.scorer = 'synflow'", "PruneAtInit.rounds = -1"],
      "synflow rounds must be an integer >= 1, got -1"),
-    (["omp_resnet18.gin"], ["OMP.pretrain = 'adam'"], "Unknown pretrain training mode 'adam'"),
-    (["omp_resnet18.gin"], ["OMP.pretrain_milestones = (3,)"],
+    (["table1/omp_resnet18.gin"], ["OMP.pretrain = 'adam'"],
+     "Unknown pretrain training mode 'adam'"),
+    (["table1/omp_resnet18.gin"], ["OMP.pretrain_milestones = (3,)"],
      "pretrain milestone 3 is outside 1..pretrain_epochs"),
-    (["gmp_resnet18.gin"], ["GMP.schedule = 'cubic'"], "Unknown GMP schedule 'cubic'"),
-    (["gmp_resnet18.gin"], ["GMP.frequency = 0"], "frequency must be an integer >= 1, got 0"),
-    (["random_resnet18.gin"], ["RandomPruning.distribution = 'lognormal'"],
+    (["beyond_paper/gmp_resnet18.gin"], ["GMP.schedule = 'cubic'"], "Unknown GMP schedule 'cubic'"),
+    (["beyond_paper/gmp_resnet18.gin"], ["GMP.frequency = 0"],
+     "frequency must be an integer >= 1, got 0"),
+    (["table1/random_resnet18.gin"], ["RandomPruning.distribution = 'lognormal'"],
      "Unknown sparsity distribution 'lognormal'"),
-    (["igq_resnet18.gin"], ["train_eval.sparsity = 0.0"], "needs a target sparsity"),
-    (["small_dense_resnet18.gin"], ["train_eval.arch = 'vgg16_bn'"],
+    (["table1/igq_resnet18.gin"], ["train_eval.sparsity = 0.0"], "needs a target sparsity"),
+    (["table1/small_dense_resnet18.gin"], ["train_eval.arch = 'vgg16_bn'"],
      "small_dense narrows a PreActResNet-18"),
 ]
 
@@ -75,7 +77,7 @@ def test_bad_baseline_settings_are_refused_before_training(tmp_path, tiny_arch):
     for i, (files, binding, match) in enumerate(BAD_SETTINGS):
         workdir = tmp_path / f"w{i}"
         with pytest.raises(ValueError, match=match):
-            run(files + ["smoke.gin"], binding, workdir)
+            run(files + ["quickstart/smoke.gin"], binding, workdir)
         assert not (workdir / "metrics.csv").exists(), binding
         assert not (workdir / "pretrain_metrics.csv").exists(), binding
     for name in ("rb", "random", "igq", "erk", "omp", "snip", "grasp", "synflow",
@@ -210,7 +212,7 @@ def test_gmp_default_end_step_is_the_last_pruning_step_before_three_quarters():
 
 def test_omp_config_pretrains_prunes_and_retrains(tmp_path, tiny_arch):
     workdir = tmp_path / "omp"
-    results = run(["omp_resnet18.gin", "smoke.gin"], FAST, workdir)
+    results = run(["table1/omp_resnet18.gin", "quickstart/smoke.gin"], FAST, workdir)
     assert results["method"] == "omp" and results["pretrain_epochs"] == 1
     assert results["final_sparsity"] == pytest.approx(0.8, abs=1e-3)
     pre = records.read_metrics_csv(str(workdir / "pretrain_metrics.csv"))
@@ -226,7 +228,8 @@ def test_omp_config_pretrains_prunes_and_retrains(tmp_path, tiny_arch):
 
 
 def test_synflow_config_runs(tmp_path, tiny_arch):
-    results = run(["synflow_resnet18_s90.gin", "smoke.gin"], FAST, tmp_path / "sf")
+    results = run(["table1/synflow_resnet18_s90.gin", "quickstart/smoke.gin"], FAST,
+                  tmp_path / "sf")
     assert results["method"] == "synflow" and results["rounds"] == 2
     assert results["schedule"] == "exponential"
     settings = results["method_settings"]
@@ -237,7 +240,7 @@ def test_synflow_config_runs(tmp_path, tiny_arch):
 
 
 def test_gmp_config_prunes_gradually_to_the_target(tmp_path, tiny_arch):
-    results = run(["gmp_resnet18.gin", "smoke.gin"], FAST, tmp_path / "gmp")
+    results = run(["beyond_paper/gmp_resnet18.gin", "quickstart/smoke.gin"], FAST, tmp_path / "gmp")
     # smoke: 2 epochs x 4 steps, updates every 2 steps up to 75% of training (step 6)
     assert [e["step"] for e in results["gmp_events"]] == [2, 4, 6]
     assert results["method_settings"] == {  # gmp_resnet18.gin + smoke.gin, end step resolved

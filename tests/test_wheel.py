@@ -89,12 +89,12 @@ def installed(tmp_path_factory):
 
 def _launcher_command(python):
     """The console script with bare config names: fb_plus_resnet18.gin includes
-    'gin/fb_resnet18.gin' and so on, which must resolve inside the installed package."""
+    'gin/table1/fb_resnet18.gin' and so on, which must resolve inside the installed package."""
     bindings = ["train_eval.epochs = 1", "train_eval.train_steps = 1", "train_eval.eval_steps = 1",
                 "train_eval.max_train = 64", "train_eval.max_eval = 32",
                 "train_eval.milestones = ()"]
     script = os.path.join(os.path.dirname(python), "birds-tf-train")
-    return ([script, "--gin_file=fb_plus_resnet18.gin", "--gin_file=gin/smoke.gin",
+    return ([script, "--gin_file=fb_plus_resnet18.gin", "--gin_file=gin/quickstart/smoke.gin",
              "--workdir=run"] + [f"--gin_bindings={b}" for b in bindings])
 
 
@@ -174,7 +174,7 @@ def test_installed_wheel_runs_the_readme_snippets_from_outside_the_checkout(inst
     missing = re.search(r"^missing: (.*)$", out, re.M).group(1)
     assert os.path.realpath(user) in missing or user in missing
     assert re.search(r"site-packages/birds_tf/configs/gin\b", missing)
-    assert "Did you mean fb_plus_resnet18.gin" in missing
+    assert "Did you mean gin/table1/fb_plus_resnet18.gin" in missing
 
 
 def test_installed_launcher_trains_on_digits_with_packaged_configs(installed):

@@ -17,6 +17,7 @@ from birds_tf.evaluation.inputs import (DEFAULT_ATTACKS, check_attacks, check_co
                                         check_split, check_which, parse_attack_options)
 from birds_tf.evaluation.loaders import describe, load_classifier, load_npz, load_split
 from birds_tf.utils import records
+from birds_tf.utils.workdir import Workdir
 
 
 def evaluate(model, x, y, attacks=DEFAULT_ATTACKS, eps=8 / 255, batch_size=256,
@@ -115,7 +116,7 @@ def default_out(path, kind, split, which, data=None):
     part = f"data-{os.path.splitext(os.path.basename(os.fspath(data)))[0]}" if data else split
     path = os.fspath(path).rstrip("/\\") or "."
     if kind == "workdir":
-        return os.path.join(path, f"eval_{part}_{which}.json")
+        return os.path.join(path, Workdir.eval_json_name(part, which))
     return f"{path}.eval_{part}.json"
 
 

@@ -28,6 +28,7 @@ from birds_tf.experiment import method, stages
 from birds_tf.metrics.flop_count import MethodCosts, SparseFineTune
 from birds_tf.training import epoch_eval, resume
 from birds_tf.utils import checks
+from birds_tf.utils.workdir import Workdir
 
 
 @gin.configurable
@@ -35,7 +36,7 @@ class InverseWeightsInheritance(method.Method):
     """``method='iwi'``."""
 
     name = "iwi"
-    info_file = "iwi_stage_a.json"
+    info_file = Workdir.IWI_STAGE_A_JSON
     sparse = False
 
     def __init__(self, config, prune_sparsity=0.8, dense_epochs=200,

@@ -42,6 +42,7 @@ from birds_tf.sparsity import masks as masks_lib
 from birds_tf.sparsity.early_bird import COMPARISONS, EarlyBirdDetector, MaskQueue
 from birds_tf.training import resume
 from birds_tf.utils import checks
+from birds_tf.utils.workdir import Workdir
 
 REWINDS = ("init", "none")
 
@@ -52,7 +53,7 @@ class RobustBird(method.Method):
 
     name = "rb"
     sparse = True
-    info_file = "stage1.json"
+    info_file = Workdir.STAGE1_JSON
 
     def __init__(self, config, stage1="sgd", stage1_epochs=200, stage1_milestones=(50, 150),
                  stage1_lr=None, fast_peak_lr=0.2, tau=0.1, comparison="<", queue_length=5,

@@ -3,8 +3,8 @@
 Both are off by default and switched on from gin, independently of ``train_eval.method``::
 
     KnowledgeDistillation.enabled = True
-    KnowledgeDistillation.teacher_std = 'runs/dense_std_resnet18'   # gin/std_resnet18.gin
-    KnowledgeDistillation.teacher_adv = 'runs/dense_resnet18'       # gin/dense_resnet18.gin
+    KnowledgeDistillation.teacher_std = 'runs/dense_std_resnet18'   # gin/figure4/std_resnet18.gin
+    KnowledgeDistillation.teacher_adv = 'runs/dense_resnet18'       # gin/table1/dense_resnet18.gin
     SWA.enabled = True
     SWA.start_epoch = 56
 

@@ -39,13 +39,14 @@ from birds_tf.sparsity import masks as masks_lib
 from birds_tf.experiment import method, stages
 from birds_tf.training import resume
 from birds_tf.utils import checks
+from birds_tf.utils.workdir import Workdir
 
 
 class StaticMask(method.Method):
     """Base: choose the mask once in ``make_masks``, then train it with the plain PGD-AT stage."""
 
     sparse = True
-    info_file = "pruning.json"
+    info_file = Workdir.PRUNING_JSON
 
     def __init__(self, config):
         super().__init__(config)
@@ -263,7 +264,7 @@ class OMP(StaticMask):
 
     ``pretrain_milestones`` defaults to 100/150, the paper's recipe for every experiment (it
     states none for OMP); the reference's ``train_base.py`` uses 50/150
-    (``gin/omp_resnet18_official_code.gin``).
+    (``gin/table1/omp_resnet18_official_code.gin``).
 
     The pre-training's rows go to ``pretrain_metrics.csv``. It is not checkpointed: a crash
     during it restarts it on resume.

@@ -57,12 +57,13 @@ class Config:
       max_train, max_eval: truncate the splits (smoke runs).
       jit_compile, mixed_precision: XLA and the Keras mixed-precision policy.
       rgg_eval: measure the train RA of the final model for the robust generalization gap.
-      augment: training augmentation (False for the CPU-size offline scale, gin/offline.gin).
+      augment: training augmentation (False for the CPU-size offline scale,
+        gin/offline/offline.gin).
       final_test: after training, evaluate the best and final models on the whole test split
         (``max_eval`` not applied) with PGD-``final_test_steps`` at ``eval_eps``; the results'
         RA/SA best/final and the RGG (train RA with the same attack) then come from it, and the
         per-epoch figures are kept as ``epoch_*``. For scales whose per-epoch evaluation is
-        cut short (gin/offline.gin); the paper's protocol evaluates the whole split anyway.
+        cut short (gin/offline/offline.gin); the paper's protocol evaluates the whole split anyway.
       final_test_steps, final_test_step_size: that attack (``None`` step: ``eval_step_size``).
     """
 

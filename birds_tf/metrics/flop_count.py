@@ -43,6 +43,7 @@ import numpy as np
 from birds_tf.layers.masked import MASKED_LAYER_TYPES
 from birds_tf.layers.normalize import Normalize
 from birds_tf.utils import records
+from birds_tf.utils.workdir import Workdir
 
 __all__ = ["LayerCount", "Count", "count", "macs_at", "inference_ratio", "training_flops",
            "paper_training_flops", "results_fields", "CONVENTION", "PreStage", "SparseFineTune",
@@ -467,9 +468,9 @@ def results_fields(net, history, config, splits, costs=None, masks_dir=None):
     stage1 = float(costs.pre_stage.epochs or 0)
     stage1_pgd = int(costs.pre_stage.pgd_steps or 0)
     initial = None
-    if masks_dir and os.path.exists(os.path.join(masks_dir, "epoch_000.npz")):
-        initial = _initial_densities(
-            counted, records.load_mask_file(os.path.join(masks_dir, "epoch_000.npz")))
+    first = os.path.join(masks_dir, Workdir.mask_file_name(0)) if masks_dir else None
+    if first and os.path.exists(first):
+        initial = _initial_densities(counted, records.load_mask_file(first))
     finetune = {}
     if costs.finetune is not None:
         finetune = dict(finetune_epochs=float(costs.finetune.epochs or 0),

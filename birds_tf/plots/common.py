@@ -19,7 +19,7 @@ def figure(width=7.0, height=5.0, **kwargs):
 
 def out_dir(workdir, out=None):
     """``out`` if given, else the workdir's ``figures/`` folder."""
-    path = out or os.path.join(os.fspath(workdir), "figures")
+    path = out or wd.Workdir(workdir).figures_dir
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -38,8 +38,7 @@ def log_image(workdir, tag, png_path):
     import tensorflow as tf
     with open(png_path, "rb") as f:
         image = tf.image.decode_png(f.read(), channels=4)
-    writer = tf.summary.create_file_writer(os.path.join(wd.Workdir(workdir).tensorboard_dir,
-                                                        "figures"))
+    writer = tf.summary.create_file_writer(wd.Workdir(workdir).tensorboard_figures_dir)
     with writer.as_default():
         tf.summary.image(tag, image[None], step=0)
     writer.close()

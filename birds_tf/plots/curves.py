@@ -10,11 +10,17 @@ from birds_tf.utils import workdir as wd
 from birds_tf.utils.records import load_mask_file
 
 
+def _history(workdir):
+    """``metrics.csv``'s rows of the run at ``workdir``, after checking it is one (the message
+    names the path)."""
+    return wd.Workdir(wd.check(workdir, (wd.Workdir.METRICS_CSV,))).read_metrics()
+
+
 def accuracy_figure(workdirs, out=None):
     """Robust train (top) and test (bottom) accuracy per epoch; dense runs dash-dot (Figure 1)."""
     fig, (top, bottom) = common.figure(7.0, 7.0, nrows=2, sharex=True)
     for path in workdirs:
-        res, rows = wd.results(path), wd.history(path)
+        res, rows = wd.results(path), _history(path)
         epochs = [row["epoch"] for row in rows]
         style = "-." if res.get("method") == "dense" else "-"
         label = common.label(path, res)
@@ -30,7 +36,7 @@ def accuracy_figure(workdirs, out=None):
 
 
 def _total_weights(path, res, rows):
-    files = wd.mask_files(path)
+    files = wd.Workdir(path).mask_files()
     if files:
         return sum(m.size for m in load_mask_file(files[0][1]).values())
     events = res.get("mask_update_events") or []
@@ -43,7 +49,7 @@ def _total_weights(path, res, rows):
 
 def density_figure(workdir, out=None):
     """Global density per iteration with the prune-more (red) / grow-more (green) epochs (A11)."""
-    res, rows = wd.results(workdir), wd.history(workdir)
+    res, rows = wd.results(workdir), _history(workdir)
     events = res.get("mask_update_events") or []
     fig, ax = common.figure()
     ax.plot([row["epoch"] for row in rows], [100 * row.get("density", 1.0) for row in rows],
@@ -79,13 +85,13 @@ def density_figure(workdir, out=None):
 
 def _layer_densities(path):
     """[(label suffix, {layer: density})]: initial and final masks when saved."""
-    files = wd.mask_files(path)
+    files = wd.Workdir(path).mask_files()
     if files:
         picks = [("initial", files[0][1]), ("final", files[-1][1])] if len(files) > 1 else \
             [("final", files[-1][1])]
         return [(name, {k: float(v.mean()) for k, v in load_mask_file(p).items()})
                 for name, p in picks]
-    rows = wd.history(path)
+    rows = _history(path)
     per_layer = {k[len("density/"):]: v for k, v in rows[-1].items()
                  if k.startswith("density/")}
     if per_layer:
@@ -139,7 +145,7 @@ def mask_similarity(mask_dicts, chunk=1 << 16):
 
 def mask_similarity_figure(workdir, out=None):
     """Heatmap of mask similarity between the epochs' masks (Figure A8)."""
-    files = wd.mask_files(workdir)
+    files = wd.Workdir(workdir).mask_files()
     if len(files) < 2:
         raise ValueError(f"{os.fspath(workdir)!r} has fewer than two per-epoch masks in masks/ "
                          "(only sparse runs save masks/epoch_XXX.npz); no similarity to plot.")

@@ -13,7 +13,7 @@ read as the factors 0.4 and 0.05. That reading is the authors' code's (``prune_r
 ``growth_ratio`` in ``core.py``), not the paper's words: taken literally, 0.4% would make
 ``p = 1.004 k``. Random growth grows ``1.05 x`` rounded at random, the reference's expected count.
 
-Paper defaults vs the reference code (``gin/fb_plus_resnet18_official_code.gin``): trigger
+Paper defaults vs the reference code (``gin/table1/fb_plus_resnet18_official_code.gin``): trigger
 threshold 0.75 vs 0.5 (see ``fb_plus_triggers``); ``prune_ties='exact'`` vs ``'threshold'``
 (see ``update_layer_mask``); gradient growth ranking the empty positions vs the reference's
 default random growth (``growth='random_bernoulli'``) and, with ``--growth gradient``, its
@@ -248,7 +248,7 @@ class DynamicSparsity(keras.callbacks.Callback):
     the trigger comparisons, which it leaves open, are the reference code's); ``delta_t_late``,
     ``growth='random_bernoulli'``, ``gradient_topk='all'``, ``threshold=0.5`` and
     ``prune_ties='threshold'`` give the reference code's behaviour
-    (``gin/fb_plus_resnet18_official_code.gin``).
+    (``gin/table1/fb_plus_resnet18_official_code.gin``).
 
     Args:
       plus: Flying Bird+ (adaptive prune/grow) instead of Flying Bird.

@@ -10,7 +10,6 @@ when ``state.json`` or its checkpoint turns out corrupt. On SIGTERM (``preemptio
 callback saves at the step boundary: ``state.json`` then also holds ``partial``, the steps done
 in the unfinished epoch and the trainer's running metrics.
 """
-import glob
 import logging
 import os
 import signal
@@ -24,8 +23,6 @@ from birds_tf.training import preemption
 from birds_tf.utils import records
 from birds_tf.utils.resume_state import ResumeState
 from birds_tf.utils.workdir import Workdir
-
-PREEMPTED_PREFIX = "preempted"
 
 
 class CorruptStateError(ValueError):
@@ -233,8 +230,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                 f"Stopped by SIGTERM at {where}; this run (fb_plus_channel or multi-worker) "
                 f"saves no mid-epoch state and resumes from the last completed epoch "
                 f"({self._epoch}) in {checkpoint_dir(self.exp)}. Rerun the same command.")
-        prefix = os.path.join(checkpoint_dir(self.exp),
-                              f"{PREEMPTED_PREFIX}-{self._epoch + 1}-{self._steps}")
+        prefix = Workdir(self.exp.workdir).preempted_checkpoint(self._epoch + 1, self._steps)
         path = self._write_checkpoint(lambda: trainer_checkpoint(self.trainer).write(prefix))
         state = self._state(self._epoch, path)
         state.partial = {"epoch": self._epoch + 1, "step": self._steps,
@@ -252,7 +248,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         current = (previous.checkpoint if previous is not None else None) or ""
         save_state(self.exp, self._state(epoch + 1, path))
         # preemption checkpoints are superseded; the one the fallback state names stays
-        for old in glob.glob(os.path.join(checkpoint_dir(self.exp), PREEMPTED_PREFIX + "-*")):
+        for old in Workdir(self.exp.workdir).preempted_checkpoint_files():
             if not os.path.basename(old).startswith(os.path.basename(current) + "."):
                 os.remove(old)
 

@@ -24,9 +24,7 @@ Choices, stated:
   this library); PyTorch's running variance uses the unbiased estimate, a factor
   ``N / (N - 1)`` with ``N`` = batch x height x width elements per channel.
 """
-import glob
 import os
-import re
 
 import keras
 import numpy as np
@@ -229,16 +227,16 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             self.best_epoch = epoch
             records.atomic_save_model(
                 self.swa_net, os.path.join(self.directory, Workdir.model_file_name("swa_best")))
-        resume_dir = os.path.join(self.directory, "swa_resume")
+        resume_dir = os.path.join(self.directory, Workdir.SWA_RESUME_DIR)
         os.makedirs(resume_dir, exist_ok=True)
-        path = os.path.join(resume_dir, f"epoch_{epoch:04d}.weights.h5")
-        tmp = os.path.join(resume_dir, f"tmp_{epoch:04d}.weights.h5")
+        path = os.path.join(resume_dir, Workdir.swa_resume_file_name(epoch))
+        tmp = os.path.join(resume_dir, Workdir.swa_resume_file_name(epoch, tmp=True))
         self.swa_net.save_weights(tmp)
         os.replace(tmp, path)
         self._resume_file = path
         # Keep the two latest: the resume state may still name the previous one.
-        for old in sorted(glob.glob(os.path.join(resume_dir, "epoch_*.weights.h5")))[:-2]:
-            if int(re.search(r"epoch_(\d+)", old).group(1)) < epoch - 1:
+        for old_epoch, old in Workdir.swa_resume_files(resume_dir)[:-2]:
+            if old_epoch < epoch - 1:
                 os.remove(old)
 
     def get_state(self):

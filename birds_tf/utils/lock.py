@@ -14,7 +14,9 @@ import os
 import socket
 import sys
 
-LOCK_NAME = ".lock"
+from birds_tf.utils.workdir import Workdir
+
+LOCK_NAME = Workdir.LOCK  # also a launch.reproduce output folder's
 # sysexits.h EX_CANTCREAT: the output cannot be created (someone else is writing it).
 EXIT_CODE = 73
 

@@ -8,9 +8,10 @@ through ``records`` (atomic writes, the same bytes as before). The run's setting
 ``birds_tf.plots.common`` (``splits``, ``label``), the layers that know datasets and method
 names.
 
-The module functions (``check``, ``results``, ...) serve the report, the figures and the
-exporter, which start from a workdir path given on a command line and must fail with the path
-in the message when it is not one.
+The module functions (``check``, ``results``, ``load_model``) serve the report, the figures, the
+exporter, evaluation and the experiment, which start from a workdir path given on a command line
+and must fail with the path in the message when it is not one. A loader only one layer needs
+lives with it (``plots.curves`` reads ``metrics.csv`` and the masks through ``Workdir``).
 """
 import glob
 import json
@@ -19,8 +20,8 @@ import re
 
 from birds_tf.utils import records
 
-__all__ = ["Workdir", "NotAWorkdirError", "check", "results", "history", "load_model",
-           "mask_files", "CHECKPOINTS", "RESULT_FILES"]
+__all__ = ["Workdir", "NotAWorkdirError", "check", "results", "load_model", "CHECKPOINTS",
+           "RESULT_FILES"]
 
 # The saved classifiers a run folder holds (``checkpoints/<which>.keras``).
 CHECKPOINTS = ("best", "final")
@@ -48,8 +49,16 @@ class Workdir:
     RESUME_DIR = "resume"  # under checkpoints/
     STATE_JSON = "state.json"  # under checkpoints/resume/
     STATE_PREV_JSON = "state.prev.json"
+    PREEMPTED_PREFIX = "preempted"  # resume/preempted-<epoch>-<step>: a SIGTERM's checkpoint
+    SWA_RESUME_DIR = "swa_resume"  # under checkpoints/: the SWA average of the latest epochs
     MASKS_DIR = "masks"
     TENSORBOARD_DIR = "tensorboard"
+    FIGURES_DIR = "figures"  # launch.plot's PNGs; also under tensorboard/ (the image summaries)
+    LOCK = ".lock"  # while a process trains into the folder (utils.lock)
+    # A method's own record of its pre-stage or pruning step (``Method.info_file``).
+    STAGE1_JSON = "stage1.json"  # Robust Bird's stage 1
+    PRUNING_JSON = "pruning.json"  # the static methods' pruning step
+    IWI_STAGE_A_JSON = "iwi_stage_a.json"  # inverse weights inheritance's stage A
 
     def __init__(self, root):
         self.root = os.fspath(root)
@@ -139,6 +148,32 @@ class Workdir:
         """The resume checkpoints (``tf.train.CheckpointManager``) and their state."""
         return self.path(self.CHECKPOINTS_DIR, self.RESUME_DIR)
 
+    def preempted_checkpoint(self, epoch, step):
+        """The trainer's checkpoint prefix at a SIGTERM in ``epoch`` after ``step`` steps."""
+        return os.path.join(self.resume_dir, f"{self.PREEMPTED_PREFIX}-{int(epoch)}-{int(step)}")
+
+    def preempted_checkpoint_files(self):
+        """Every file of every SIGTERM checkpoint in ``resume/`` (``[]`` when none)."""
+        return sorted(glob.glob(os.path.join(self.resume_dir, self.PREEMPTED_PREFIX + "-*")))
+
+    @property
+    def swa_resume_dir(self):
+        return self.path(self.CHECKPOINTS_DIR, self.SWA_RESUME_DIR)
+
+    @staticmethod
+    def swa_resume_file_name(epoch, tmp=False):
+        """The SWA average after ``epoch`` (``epoch_XXXX.weights.h5``); ``tmp``: the name it is
+        written under before the atomic rename."""
+        return f"{'tmp' if tmp else 'epoch'}_{int(epoch):04d}.weights.h5"
+
+    @staticmethod
+    def swa_resume_files(folder):
+        """``[(epoch, path)]`` of the SWA averages in ``folder`` (a ``swa_resume/``), in epoch
+        order."""
+        paths = glob.glob(os.path.join(os.fspath(folder), "epoch_*.weights.h5"))
+        return sorted((int(re.search(r"epoch_(\d+)", os.path.basename(p)).group(1)), p)
+                      for p in paths)
+
     @property
     def state_json(self):
         return os.path.join(self.resume_dir, self.STATE_JSON)
@@ -168,6 +203,25 @@ class Workdir:
     @property
     def tensorboard_dir(self):
         return self.path(self.TENSORBOARD_DIR)
+
+    @property
+    def tensorboard_figures_dir(self):
+        """The figures' image summaries, beside the training curves' event files."""
+        return self.path(self.TENSORBOARD_DIR, self.FIGURES_DIR)
+
+    @property
+    def figures_dir(self):
+        """``launch.plot``'s PNGs when no ``--out`` is given."""
+        return self.path(self.FIGURES_DIR)
+
+    @property
+    def lock(self):
+        return self.path(self.LOCK)
+
+    @staticmethod
+    def eval_json_name(part, which):
+        """``launch.evaluate``'s report on a workdir: ``eval_<split or data-stem>_<which>.json``."""
+        return f"eval_{part}_{which}.json"
 
     # -- typed reads and writes (through ``records``) ----------------------------------------------
     def read_results(self):
@@ -248,18 +302,9 @@ def results(workdir):
     return out
 
 
-def history(workdir):
-    return Workdir(check(workdir, (Workdir.METRICS_CSV,))).read_metrics()
-
-
 def load_model(workdir, which="final"):
     """The saved classifier (masks included): ``checkpoints/{which}.keras``."""
     if which not in CHECKPOINTS:
         raise ValueError(f"which must be 'best' or 'final', got {which!r}.")
     return records.load_model(
         Workdir(check(workdir, (Workdir.checkpoint_name(which),))).checkpoint(which))
-
-
-def mask_files(workdir):
-    """``[(epoch, path)]`` of the per-epoch masks a sparse run saved, in epoch order."""
-    return Workdir(workdir).mask_files()
