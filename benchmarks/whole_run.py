@@ -36,6 +36,7 @@ import time
 from absl import flags
 
 from benchmarks import flag_args
+from birds_tf.utils.workdir import Workdir
 from launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,11 +119,10 @@ def segments(epoch_seconds, shrinks):
 
 def read_run(workdir):
     """``{epoch: seconds}`` from ``metrics.csv`` and the ``results.json`` of a finished run."""
-    with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
+    files = Workdir(workdir)
+    with open(files.metrics_csv, newline="") as f:
         epoch_seconds = {int(r["epoch"]): float(r["seconds"]) for r in csv.DictReader(f)}
-    with open(os.path.join(workdir, "results.json")) as f:
-        results = json.load(f)
-    return epoch_seconds, results
+    return epoch_seconds, files.read_results()
 
 
 def run_line(seed, method, wall, epoch_seconds, results):

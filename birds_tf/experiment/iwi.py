@@ -34,7 +34,6 @@ from birds_tf.utils import checks
 class InverseWeightsInheritance(method.Method):
     """``method='iwi'``."""
 
-    name = "iwi"
     info_file = "iwi_stage_a.json"
     sparse = False
 
