@@ -31,7 +31,7 @@ def get(name):
     """The plug-in class of method ``name``."""
     spec = catalogue.spec(name)
     cls = getattr(importlib.import_module(spec.module), spec.class_name)
-    if cls.name != name:  # registered after its class was defined
+    if "name" not in vars(cls):  # declared after its class was defined
         cls.name, cls.display_name = name, spec.display_name or name
     return cls
 
