@@ -36,7 +36,6 @@ import time
 from absl import flags
 
 from benchmarks import flag_args
-from birds_tf.utils.workdir import Workdir
 from launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,10 +118,13 @@ def segments(epoch_seconds, shrinks):
 
 def read_run(workdir):
     """``{epoch: seconds}`` from ``metrics.csv`` and the ``results.json`` of a finished run."""
+    from birds_tf.utils.workdir import Workdir
     files = Workdir(workdir)
     with open(files.metrics_csv, newline="") as f:
         epoch_seconds = {int(r["epoch"]): float(r["seconds"]) for r in csv.DictReader(f)}
-    return epoch_seconds, files.read_results()
+    with open(files.results_json) as f:
+        results = json.load(f)
+    return epoch_seconds, results
 
 
 def run_line(seed, method, wall, epoch_seconds, results):

@@ -139,13 +139,6 @@ class Workdir:
         """The resume checkpoints (``tf.train.CheckpointManager``) and their state."""
         return self.path(self.CHECKPOINTS_DIR, self.RESUME_DIR)
 
-    REBUILT_PREFIX = "shrunk"  # under checkpoints/resume/; the one rebuild so far is a shrink
-
-    def rebuilt_checkpoint(self, epoch):
-        """The checkpoint prefix of a model rebuilt after ``epoch`` (``fb_plus_channel``'s
-        shrink): ``checkpoints/resume/shrunk-<epoch>``."""
-        return os.path.join(self.resume_dir, f"{self.REBUILT_PREFIX}-{int(epoch)}")
-
     @property
     def state_json(self):
         return os.path.join(self.resume_dir, self.STATE_JSON)
@@ -153,6 +146,13 @@ class Workdir:
     @property
     def state_prev_json(self):
         return os.path.join(self.resume_dir, self.STATE_PREV_JSON)
+
+    REBUILT_PREFIX = "shrunk"  # under checkpoints/resume/; the one rebuild so far is a shrink
+
+    def rebuilt_checkpoint(self, epoch):
+        """The checkpoint prefix of a model rebuilt after ``epoch`` (``fb_plus_channel``'s
+        shrink): ``checkpoints/resume/shrunk-<epoch>``."""
+        return os.path.join(self.resume_dir, f"{self.REBUILT_PREFIX}-{int(epoch)}")
 
     @property
     def masks_dir(self):
