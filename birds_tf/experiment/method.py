@@ -24,6 +24,7 @@ def register(name, target, display_name=None):
 
 
 def names():
+    """Every method ``train_eval.method`` accepts, sorted."""
     return catalogue.names()
 
 
