@@ -17,7 +17,6 @@ DynamicSparsity = gin.external_configurable(flying_bird_lib.DynamicSparsity, "Dy
 
 @gin.configurable
 class FlyingBird(method.Method):
-    name = "fb"
     sparse = True
     plus = False
 
@@ -97,5 +96,4 @@ class FlyingBird(method.Method):
 
 @gin.configurable
 class FlyingBirdPlus(FlyingBird):
-    name = "fb_plus"
     plus = True

@@ -4,11 +4,14 @@ freed budget redistributed (``birds_tf.sparsity.channel``). Removed channels are
 masked model, so ``launch.export --shrink`` rebuilds it physically narrower with equal logits.
 
 With ``shrink_during_training`` (default) the run also *gets faster*: an epoch that removed
-channels ends ``fit`` after its checkpoint; ``run_main`` (the ``Method`` hook) then rebuilds the
-model without them (weights, masks, BN statistics, momentum, iteration count and attack RNG
-carried over), writes a checkpoint of the narrow model, points ``state.json`` at it and continues. A crash anywhere
-resumes: before the new ``state.json`` the shrink is redone from the wide checkpoint, after it
-the narrow model is rebuilt from the recorded ``physical`` channels.
+channels ends ``fit`` after its checkpoint (``ChannelDynamicSparsity`` sets ``stop_training``);
+``train_eval.run_main`` then asks this plug-in how to rebuild (``rebuild_plan``: which channels
+of the current model, ``rebuild``: the model without them, weights, masks, BN statistics,
+momentum, iteration count and attack RNG carried over), checkpoints the narrow model, records
+it in ``state.json`` and continues. A crash anywhere resumes: before the new ``state.json`` the
+shrink is redone from the wide checkpoint, after it ``prepare`` rebuilds the narrow model from
+the recorded ``physical`` channels. The original-id -> position arithmetic is
+``birds_tf.sparsity.channel.current_positions``, shared with the callback.
 
 FLOPs: every epoch's row of ``metrics.csv`` records the forward FLOPs of one image on the
 structure that epoch ran on (``forward_flops``: mask-effective, ``forward_flops_dense``: every
@@ -16,12 +19,11 @@ weight of that structure), so ``training_flops`` (``metrics.flop_count``) counts
 before a shrink on the wider model they ran on, not on the final one (which would be a lower
 bound).
 """
-import os
-
 import gin
 import keras
 import numpy as np
 
+from birds_tf.experiment import method as method_lib
 from birds_tf.experiment.flying_bird import FlyingBirdPlus
 from birds_tf.export import shrink as shrink_lib
 from birds_tf.metrics import flop_count
@@ -46,8 +48,8 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
         ``shrink_min_fraction`` wait (``False``: they stay masked; one retrace fewer).
     """
 
-    name = "fb_plus_channel"
     mid_epoch_resume = False  # a resume may rebuild the model narrower, only at an epoch's end
+    rebuilds_model = True
 
     def __init__(self, config, shrink_during_training=True, shrink_min_fraction=0.1,
                  shrink_at_target=True, **kwargs):
@@ -83,10 +85,9 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
             self.callback = self.make_callback()
         return super().callbacks(exp, model, state) + [StructureFlops()]
 
-    # -- a main stage in segments, the model rebuilt narrower between them ---------------------
-    def run_main(self, exp, state, run_stage, verbose=None):
-        """``run_stage`` (``train_eval.run_main_stage``) until the last epoch, the model rebuilt
-        narrower between segments (see the module docstring)."""
+    # -- the model rebuilt narrower between epochs (``train_eval.run_main`` runs the loop) -------
+    def check_run(self, exp):
+        """A model rebuilt mid-run cannot average weights (SWA) nor carry a loss scale yet."""
         if self.shrink_during_training and exp.smoothing.swa.enabled:
             raise ValueError("SWA averages weights across epochs, which a model rebuilt narrower "
                              "mid-run cannot do; set FlyingBirdPlusChannel."
@@ -96,52 +97,58 @@ class FlyingBirdPlusChannel(FlyingBirdPlus):
             raise ValueError("shrink_during_training does not carry a LossScaleOptimizer's "
                              "state yet; use mixed_precision=None or 'mixed_bfloat16', or set "
                              "FlyingBirdPlusChannel.shrink_during_training = False.")
-        while True:
-            _, model = self.prepare(exp, state)
-            run_stage(exp, self, model, state, verbose)
-            state = resume.load(exp)
-            if int(state.epoch or 0) >= exp.config.epochs:
-                return model
 
     def prepare(self, exp, state):
+        """FB+'s net and trainer; on a resume the net narrowed to the channels the saved state
+        says the checkpoint no longer has (``physical``)."""
         net, model = super().prepare(exp, state)
-        saved = state.callback_state(_STATE_KEY) if resume.in_main_stage(state) else None
-        if not saved:
-            return net, model
-        physical = saved.get("physical") or {}
+        physical = (self._saved(state) or {}).get("physical") or {}
         if physical:  # the checkpoint's own structure
             with exp.strategy.scope():
                 net = shrink_lib.narrow(net, physical)
             model = exp.make_trainer(net)
-        pending = {k: sorted(set(v) - set(physical.get(k, ()))) for k, v in
-                   saved.get("removed", {}).items()}
-        pending = {k: v for k, v in pending.items() if v}
-        if not (self.shrink_during_training and pending
-                and int(state.epoch) < exp.config.epochs):
-            return net, model
-        resume.restore_trainer(exp, model, state)
-        current = {}
-        for name, idx in pending.items():
-            gone = set(physical.get(name, ()))
-            kept = [c for c in range(net.get_layer(name).filters + len(gone)) if c not in gone]
-            where = {c: i for i, c in enumerate(kept)}
-            current[name] = [where[c] for c in idx]
+        return net, model
+
+    @staticmethod
+    def _saved(state):
+        """The channel callback's saved state once the main stage has begun, else ``None``."""
+        return state.callback_state(_STATE_KEY) if resume.in_main_stage(state) else None
+
+    def rebuild_plan(self, exp, model, state):
+        """``{producer: current positions}`` of the removed channels the model still has, or
+        ``None`` (nothing pending, or ``shrink_during_training`` off)."""
+        saved = self._saved(state)
+        if not (self.shrink_during_training and saved):
+            return None
+        physical = saved.get("physical") or {}
+        removed = saved.get("removed", {})
+        net = model.net
+        original = {name: int(net.get_layer(name).filters) + len(physical.get(name, ()))
+                    for name in removed}
+        current = channel_lib.current_positions(removed, physical, original)
+        if not current:
+            return None
+        return {"epoch": int(state.epoch), "current": current, "physical": physical,
+                "removed": removed, "shrinks": list(saved.get("shrinks", []))}
+
+    def rebuild(self, exp, model, plan):
+        """The trainer narrowed by ``plan["current"]``: weights, masks and BN statistics sliced,
+        momentum sliced alike, iteration count and attack RNG carried; the callback's record
+        gains the new ``physical`` channels and a ``shrinks`` entry."""
+        net, current = model.net, plan["current"]
         with exp.strategy.scope():
             new_net = shrink_lib.narrow(net, current)
         new_model = exp.make_trainer(new_net)
         _carry_optimizer(model, new_model, shrink_lib.paired_variables(net, new_net),
                          shrink_lib.slicing_plan(net, current))
-        path = resume.trainer_checkpoint(new_model).write(
-            os.path.join(resume.checkpoint_dir(exp), f"shrunk-{int(state.epoch)}"))
-        saved["physical"] = {k: sorted(set(physical.get(k, ())) | set(v))
-                             for k, v in saved.get("removed", {}).items()}
-        saved["shrinks"] = list(saved.get("shrinks", [])) + [{
-            "epoch": int(state.epoch), "channels": {k: len(v) for k, v in current.items()},
-            "filters_after": {k: int(new_net.get_layer(k).filters) for k in current}}]
-        state.checkpoint = path
-        resume.save_state(exp, state)
-        resume.fault_point("shrink", int(state.epoch))  # tests: a crash right after
-        return new_net, new_model
+        physical = plan["physical"]
+        record = {
+            "physical": {k: sorted(set(physical.get(k, ())) | set(v))
+                         for k, v in plan["removed"].items()},
+            "shrinks": plan["shrinks"] + [{
+                "epoch": plan["epoch"], "channels": {k: len(v) for k, v in current.items()},
+                "filters_after": {k: int(new_net.get_layer(k).filters) for k in current}}]}
+        return method_lib.Rebuilt(new_model, {_STATE_KEY: record}, label="shrink")
 
     def settings(self, exp=None):
         """FB+'s settings plus the channel schedule and the shrink policy."""

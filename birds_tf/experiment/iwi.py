@@ -35,7 +35,6 @@ from birds_tf.utils.workdir import Workdir
 class InverseWeightsInheritance(method.Method):
     """``method='iwi'``."""
 
-    name = "iwi"
     info_file = Workdir.IWI_STAGE_A_JSON
     sparse = False
 

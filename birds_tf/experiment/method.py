@@ -1,65 +1,72 @@
 """Method plug-ins for ``train_eval``: each says how its model is prepared, which callbacks its
 PGD-AT run needs, and what it adds to ``results.json``.
 
-Plug-ins register by name with a lazy "module:Class" path so importing the registry stays cheap.
+The registry is ``birds_tf.metrics.methods``: one ``MethodSpec`` (name, display name,
+``"module:Class"``) per method, imported on first use so the registry stays cheap. A plug-in
+class takes its ``name`` and ``display_name`` from its spec when it is defined.
 """
+import dataclasses
 import importlib
 import numbers
 import os
 
 import numpy as np
 
+from birds_tf.metrics import methods as catalogue
 from birds_tf.metrics.flop_count import MethodCosts, PreStage
 from birds_tf.utils import records
 
-_REGISTRY = {
-    "dense": "birds_tf.experiment.method:Dense",
-    "fb": "birds_tf.experiment.flying_bird:FlyingBird",
-    "fb_plus": "birds_tf.experiment.flying_bird:FlyingBirdPlus",
-    "fb_plus_channel": "birds_tf.experiment.flying_bird_channel:FlyingBirdPlusChannel",
-    "rb": "birds_tf.experiment.robust_bird:RobustBird",
-    "random": "birds_tf.experiment.static_pruning:RandomPruning",
-    "igq": "birds_tf.experiment.static_pruning:IGQPruning",
-    "erk": "birds_tf.experiment.static_pruning:ERKPruning",
-    "omp": "birds_tf.experiment.static_pruning:OMP",
-    "prune_at_init": "birds_tf.experiment.static_pruning:PruneAtInit",
-    "snip": "birds_tf.experiment.static_pruning:SNIP",
-    "grasp": "birds_tf.experiment.static_pruning:GraSP",
-    "synflow": "birds_tf.experiment.static_pruning:SynFlow",
-    "small_dense": "birds_tf.experiment.static_pruning:SmallDense",
-    "gmp": "birds_tf.experiment.static_pruning:GMP",
-    "iwi": "birds_tf.experiment.iwi:InverseWeightsInheritance",
-}
 
-
-def register(name, target):
-    """Add a plug-in: ``target`` is ``"module:Class"``, imported on first use."""
-    _REGISTRY[name] = target
+def register(name, target, display_name=None):
+    """Add a plug-in of your own: ``target`` is ``"module:Class"``, imported on first use;
+    ``display_name`` (``None``: ``name``) is what tables and legends print."""
+    catalogue.declare(catalogue.MethodSpec(name, target, display_name))
 
 
 def names():
-    return sorted(_REGISTRY)
+    """Every method ``train_eval.method`` accepts, sorted."""
+    return catalogue.names()
 
 
 def get(name):
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown method {name!r}; allowed: {names()}.")
-    module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The plug-in class of method ``name``."""
+    spec = catalogue.spec(name)
+    cls = getattr(importlib.import_module(spec.module), spec.class_name)
+    if "name" not in vars(cls):  # declared after its class was defined
+        cls.name, cls.display_name = name, spec.display_name or name
+    return cls
+
+
+def plugin_modules():
+    """The modules of every declared plug-in (importing them registers their gin names)."""
+    return list(dict.fromkeys(s.module for s in catalogue.specs()))
 
 
 class Method:
     """Base plug-in: a dense PGD-AT run with no extra callbacks."""
 
+    # Identity, from the method's ``MethodSpec`` (``__init_subclass__``): the name
+    # ``train_eval.method`` takes and ``results.json`` records, and the tables' display name.
     name = "base"
+    display_name = "base"
     sparse = False
     # A plug-in whose preparation leaves a JSON record in the workdir (``stage1.json``, ...)
     # names it here: ``results`` returns it, and a resumed run reads it back instead of
     # repeating the pre-stage.
     info_file = None
-    # On SIGTERM the main stage saves at the step boundary and resumes there; a plug-in whose
-    # run_main rebuilds the model between epochs sets False (it resumes at the epoch start).
+    # On SIGTERM the main stage saves at the step boundary and resumes there; a plug-in that
+    # rebuilds the model between epochs sets False (it resumes at the epoch start).
     mid_epoch_resume = True
+    # True: a callback of the plug-in may stop ``fit`` after an epoch (``stop_training``) for
+    # ``train_eval.run_main`` to rebuild the model (``rebuild_plan``, ``rebuild``) and go on.
+    rebuilds_model = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        for spec in catalogue.specs():
+            if spec.plugin == target:
+                cls.name, cls.display_name = spec.name, spec.display_name or spec.name
 
     def __init__(self, config):
         self.config = config
@@ -77,17 +84,34 @@ class Method:
         return []
 
     def run_main(self, exp, state, run_stage, verbose=None):
-        """Prepare the model and run the protocol's main PGD-AT stage; returns the trainer that
-        ``finish`` reports on.
+        """The protocol's main PGD-AT stage; returns the trainer that ``finish`` reports on.
 
-        ``run_stage(exp, plugin, model, state, verbose)`` is ``train_eval.run_main_stage``
-        (passed in because this module sits below ``train_eval``). The default runs it once; a
-        method that rebuilds its model mid-run (``fb_plus_channel``) runs it in segments, each
-        ending at a checkpoint so that a resumed run continues where it stopped.
+        ``check_run``, then ``run_stage(exp, self, state, verbose)``: ``train_eval.run_main``
+        (passed in because this module sits below ``train_eval``), which owns the loop of
+        segments for a plug-in that rebuilds its model. Override the hooks, not this.
         """
-        _, model = self.prepare(exp, state)
-        run_stage(exp, self, model, state, verbose)
-        return model
+        self.check_run(exp)
+        return run_stage(exp, self, state, verbose)
+
+    def check_run(self, exp):
+        """Refuse a run this plug-in cannot do with ``exp``'s add-ons (before any training)."""
+
+    # -- a model rebuilt between epochs (``train_eval.run_main`` owns the loop) ----------------
+    def rebuild_plan(self, exp, model, state):
+        """What to rebuild before training on from ``state``, or ``None`` (the default: never).
+
+        Called by ``train_eval.run_main`` for a plug-in with ``rebuilds_model`` whenever the main
+        stage is about to (re)start mid-run: after one of its callbacks stopped ``fit`` at an
+        epoch's end (that epoch's checkpoint and ``state.json`` already written), and on a
+        resume. ``model`` is the trainer ``prepare`` built for ``state``, not yet restored.
+        """
+        return None
+
+    def rebuild(self, exp, model, plan):
+        """The ``Rebuilt`` trainer for ``plan``: ``model`` holds the state's checkpoint (restored
+        by ``train_eval``); weights, optimizer state and the attack RNG are the plug-in's to
+        carry over. ``train_eval`` checkpoints the result and updates the resume record."""
+        raise NotImplementedError(f"{type(self).__name__} plans a rebuild but has no rebuild().")
 
     def save_info(self, exp, info):
         self.info = dict(info)
@@ -121,8 +145,24 @@ class Method:
         return MethodCosts()
 
 
+@dataclasses.dataclass
+class Rebuilt:
+    """A plug-in's rebuilt trainer and what ``train_eval`` records with it.
+
+    Args:
+      trainer: the compiled trainer to continue with (its checkpoint becomes the resume point).
+      callback_states: ``{callback class name: {key: value}}`` entries to set in the resume
+        record's saved callback states (the rebuilt structure, so a resume rebuilds it too).
+      label: the rebuild's name for fault injection (``BIRDS_TF_CRASH_AT=<label>:<epoch>``).
+    """
+
+    trainer: object
+    callback_states: dict = dataclasses.field(default_factory=dict)
+    label: str = "rebuild"
+
+
 class Dense(Method):
-    name = "dense"
+    """The dense baseline: ``Method`` as it is."""
 
 
 def plain_settings(value, key="method_settings"):

@@ -51,7 +51,6 @@ REWINDS = ("init", "none")
 class RobustBird(method.Method):
     """``method='rb'``: early-bird ticket from cheap training, then PGD-AT (Algorithm 1)."""
 
-    name = "rb"
     sparse = True
     info_file = Workdir.STAGE1_JSON
 

@@ -91,7 +91,6 @@ class StaticMask(method.Method):
 class RandomPruning(StaticMask):
     """``method='random'``: a random mask under a layer-wise budget (uniform by default)."""
 
-    name = "random"
     default_distribution = "uniform"
 
     def __init__(self, config, distribution=None, init_seed=None):
@@ -121,7 +120,6 @@ class RandomPruning(StaticMask):
 class IGQPruning(RandomPruning):
     """``method='igq'``: random mask with Ideal Gas Quotas layer densities, static."""
 
-    name = "igq"
     default_distribution = "igq"
 
     def __init__(self, config, init_seed=None):
@@ -132,7 +130,6 @@ class IGQPruning(RandomPruning):
 class ERKPruning(RandomPruning):
     """``method='erk'``: random mask with Erdos-Renyi-Kernel layer densities, static."""
 
-    name = "erk"
     default_distribution = "erk"
 
     def __init__(self, config, init_seed=None):
@@ -165,8 +162,6 @@ class PruneAtInit(StaticMask):
     (Synaptic-Flow: ``prune_dataset_ratio=10``, ``prune_batch_size=256``); ``rounds=None`` means
     100 for SynFlow and 1 for the others.
     """
-
-    name = "prune_at_init"
 
     def __init__(self, config, scorer="snip", rounds=None, schedule="exponential",
                  samples_per_class=10, batch_size=256, temperature=200.0, seed=None):
@@ -225,7 +220,6 @@ class PruneAtInit(StaticMask):
 class SNIP(PruneAtInit):
     """``method='snip'``: SNIP (Lee et al., 2019), one round, global."""
 
-    name = "snip"
 
     def __init__(self, config, samples_per_class=10, batch_size=256, seed=None):
         super().__init__(config, scorer="snip", rounds=1, samples_per_class=samples_per_class,
@@ -236,7 +230,6 @@ class SNIP(PruneAtInit):
 class GraSP(PruneAtInit):
     """``method='grasp'``: GraSP (Wang et al., 2020), temperature 200, one round, global."""
 
-    name = "grasp"
 
     def __init__(self, config, temperature=200.0, samples_per_class=10, batch_size=256,
                  seed=None):
@@ -248,7 +241,6 @@ class GraSP(PruneAtInit):
 class SynFlow(PruneAtInit):
     """``method='synflow'``: iterative SynFlow (Tanaka et al., 2020), 100 rounds, exponential."""
 
-    name = "synflow"
 
     def __init__(self, config, rounds=100, schedule="exponential", seed=None):
         checks.integer("SynFlow rounds", rounds, 1)
@@ -269,8 +261,6 @@ class OMP(StaticMask):
     The pre-training's rows go to ``pretrain_metrics.csv``. It is not checkpointed: a crash
     during it restarts it on resume.
     """
-
-    name = "omp"
 
     def __init__(self, config, pretrain="pgd", pretrain_epochs=200,
                  pretrain_milestones=(100, 150), pretrain_lr=None, pretrain_robust_eval=False):
@@ -332,7 +322,6 @@ class SmallDense(method.Method):
     1 - (its conv + fc weights) / (the full PreActResNet-18's at the same base width).
     """
 
-    name = "small_dense"
     sparse = True
     ARCHS = ("preact_resnet18", "small_dense")
 
@@ -396,7 +385,6 @@ class GMP(method.Method):
     along with ``ConstantSparsity``.
     """
 
-    name = "gmp"
     sparse = True
 
     def __init__(self, config, schedule="polynomial", initial_sparsity=0.0, power=3,

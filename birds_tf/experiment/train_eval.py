@@ -314,8 +314,44 @@ def train_eval(workdir, strategy=None, verbose=None, config=None):
         logging.info("%s already holds a finished run; its results are unchanged.", workdir)
         return finished
     state = resume.load_checked(exp)  # falls back past a corrupt state or checkpoint
-    model = plugin.run_main(exp, state, run_main_stage, verbose)
+    model = plugin.run_main(exp, state, run_main, verbose)
     return finish(exp, plugin, model, time.time() - start)
+
+
+def run_main(exp, plugin, state, verbose=None):
+    """The main stage (``Method.run_main`` calls it); returns the trainer ``finish`` reports on.
+
+    A plug-in with ``rebuilds_model`` runs it in segments: its callback stops ``fit`` after an
+    epoch (whose checkpoint and ``state.json`` are then written), the plug-in says how to rebuild
+    (``rebuild_plan``, ``rebuild``), and this loop checkpoints the rebuilt trainer, points the
+    resume record at it (``resume.save_rebuilt``) and trains on, until the last epoch. A resumed
+    run enters the same loop, so a crash before or after a rebuild continues as if none came.
+    """
+    while True:
+        _, model = plugin.prepare(exp, state)
+        model = _rebuild(exp, plugin, model, state)
+        run_main_stage(exp, plugin, model, state, verbose)
+        if not plugin.rebuilds_model:
+            return model
+        state = resume.load(exp)
+        if int(state.epoch or 0) >= exp.config.epochs:
+            return model
+
+
+def _rebuild(exp, plugin, model, state):
+    """``model``, or the plug-in's rebuild of it when one is due mid-run (then checkpointed and
+    made the resume point)."""
+    if not (plugin.rebuilds_model and resume.in_main_stage(state)
+            and int(state.epoch) < exp.config.epochs):
+        return model
+    plan = plugin.rebuild_plan(exp, model, state)
+    if plan is None:
+        return model
+    resume.restore_trainer(exp, model, state)
+    rebuilt = plugin.rebuild(exp, model, plan)
+    resume.save_rebuilt(exp, rebuilt.trainer, state, rebuilt.callback_states)
+    resume.fault_point(rebuilt.label, int(state.epoch))  # tests: a crash right after
+    return rebuilt.trainer
 
 
 def _finished_results(exp):

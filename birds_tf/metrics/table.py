@@ -7,16 +7,16 @@ import csv
 import io
 import math
 
+from birds_tf.metrics import methods
 from birds_tf.metrics.protocol import rgg_reduction
 
 __all__ = ["METHOD_NAMES", "METHOD_ORDER", "PAPER_SCALES", "CSV_COLUMNS", "dense_reference",
            "table_rows", "markdown", "csv_text"]
 
-METHOD_NAMES = {"dense": "Baseline", "small_dense": "Small Dense", "rp": "Random Pruning",
-                "random": "Random Pruning", "omp": "OMP", "snip": "SNIP", "grasp": "GraSP",
-                "synflow": "SynFlow", "igq": "IGQ", "rb": "Robust Bird", "fb": "Flying Bird",
-                "fb_plus": "Flying Bird+", "fb_plus_channel": "Flying Bird+ (channel)"}
-METHOD_ORDER = list(METHOD_NAMES)
+# {method: the paper's name} and the paper's row order, both from ``metrics.methods`` (the one
+# declaration of each method; a method declared later appears in them too).
+METHOD_NAMES = methods.DISPLAY_NAMES
+METHOD_ORDER = methods.ORDER
 PAPER_SCALES = {"training_flops": 17, "inference_flops": 9}
 CSV_COLUMNS = ("dataset", "arch", "sparsity", "final_sparsity", "method", "ra_best",
                "ra_final", "ra_diff", "sa_best", "sa_final", "sa_diff", "training_flops",

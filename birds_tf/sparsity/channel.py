@@ -112,6 +112,37 @@ def removable_groups(net):
     return groups
 
 
+def kept_channels(original, gone=()):
+    """Original indices of the channels a producer of ``original`` channels still has once
+    ``gone`` (original indices) were physically removed, in the current model's order: position
+    ``i`` of the narrowed layer is original channel ``kept_channels(...)[i]``."""
+    gone = set(gone)
+    return [c for c in range(int(original)) if c not in gone]
+
+
+def current_positions(removed, physical, original):
+    """``{producer: sorted positions in the current model}`` of the channels that are removed
+    (dead) but still present: ``removed`` minus ``physical``, mapped through ``kept_channels``.
+
+    The one place that turns original channel ids into positions of a narrowed model: the
+    channel callback (which positions to keep dead) and the rebuild (which positions to cut)
+    both use it. Producers with nothing pending are left out.
+
+    Args:
+      removed: ``{producer: [original index, ...]}`` removed so far.
+      physical: ``{producer: [original index, ...]}`` the current model no longer has.
+      original: ``{producer: channel count of the original model}``.
+    """
+    out = {}
+    for name, idx in removed.items():
+        where = {c: i for i, c in enumerate(kept_channels(original[name],
+                                                          physical.get(name, ())))}
+        cur = sorted(where[c] for c in idx if c in where)
+        if cur:
+            out[name] = cur
+    return out
+
+
 def min_kept(channels, channel_sparsity, min_ratio):
     """Chase's per-layer floor: ``floor(C (1 - S_c) r)``, at least one channel."""
     return max(1, int(math.floor(channels * (1.0 - channel_sparsity) * min_ratio)))
@@ -304,19 +335,11 @@ class ChannelDynamicSparsity(DynamicSparsity):
     # -- original <-> current channel indices ---------------------------------------------------
     def kept_original(self, name):
         """Original indices of the channels the current model still has, in its order."""
-        gone = set(self.physical.get(name, ()))
-        return [c for c in range(self.original_channels[name]) if c not in gone]
+        return kept_channels(self.original_channels[name], self.physical.get(name, ()))
 
     def pending(self):
         """``{producer: current indices}`` removed (dead) but still in the model."""
-        out = {}
-        for name, idx in self.removed.items():
-            kept = self.kept_original(name)
-            where = {c: i for i, c in enumerate(kept)}
-            cur = sorted(where[c] for c in idx if c in where)
-            if cur:
-                out[name] = cur
-        return out
+        return current_positions(self.removed, self.physical, self.original_channels)
 
     # -- allowed positions --------------------------------------------------------------------
     def _allowed(self):

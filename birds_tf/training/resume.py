@@ -131,6 +131,24 @@ def restore_trainer(exp, model, state):
     trainer_checkpoint(model).restore(state.checkpoint).expect_partial()
 
 
+def save_rebuilt(exp, trainer, state, callback_states=None):
+    """Make a model rebuilt between epochs the resume point: a checkpoint of ``trainer``
+    (``Workdir.rebuilt_checkpoint``), ``state`` pointed at it with the callbacks' entries in
+    ``callback_states`` (``{class name: {key: value}}``) updated, then the new ``state.json``.
+
+    Why this order: until the new ``state.json`` is written the old one names the wider
+    checkpoint, so a crash before it redoes the rebuild and a crash after it resumes on the
+    rebuilt model; either way the run continues as an uninterrupted one.
+    """
+    epoch = int(state.epoch)
+    path = trainer_checkpoint(trainer).write(Workdir(exp.workdir).rebuilt_checkpoint(epoch))
+    for name, values in (callback_states or {}).items():
+        state.update_callback_state(name, values)
+    state.checkpoint = path
+    save_state(exp, state)
+    return path
+
+
 def mark_done(exp):
     state = load(exp) or ResumeState(stage="done")
     state.stage = "done"

@@ -76,3 +76,10 @@ class ResumeState:
     def callback_state(self, name):
         """The saved ``get_state()`` of the callback class ``name``, or ``None``."""
         return (self.callbacks or {}).get(name)
+
+    def update_callback_state(self, name, values):
+        """Set entries of the callback class ``name``'s saved state (a model rebuilt between
+        epochs records its new structure there); keys it already has keep their place."""
+        if self.callbacks is None:
+            self.callbacks = {}
+        self.callbacks.setdefault(name, {}).update(values)

@@ -182,6 +182,13 @@ class Workdir:
     def state_prev_json(self):
         return os.path.join(self.resume_dir, self.STATE_PREV_JSON)
 
+    REBUILT_PREFIX = "shrunk"  # under checkpoints/resume/; the one rebuild so far is a shrink
+
+    def rebuilt_checkpoint(self, epoch):
+        """The checkpoint prefix of a model rebuilt after ``epoch`` (``fb_plus_channel``'s
+        shrink): ``checkpoints/resume/shrunk-<epoch>``."""
+        return os.path.join(self.resume_dir, f"{self.REBUILT_PREFIX}-{int(epoch)}")
+
     @property
     def masks_dir(self):
         return self.path(self.MASKS_DIR)
