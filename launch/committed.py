@@ -175,16 +175,28 @@ def block(folder, target="RESULTS.md"):
                       for r in records})
     machines = sorted({f"{r.get('cpu')}, {r.get('cpu_count')} cores, TensorFlow "
                        f"{r.get('tensorflow')}" for r in records})
+    threads = sorted({_threads(r) for r in records})
     walls = [r.get("wall_seconds") for r in records if r.get("wall_seconds") is not None]
     out += ["", f"From {len(runs)} committed runs in `{folder}/` (each run's results.json, "
             "metrics.csv, config and run.json). "
             f"Commit{'s' if len(commits) > 1 else ''}: {', '.join(commits)}. "
             f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}. "
+            f"Threads: {', '.join(threads)}. "
             + (f"Wall time: {_seconds(sum(walls))} in all, {_seconds(min(walls))} to "
                f"{_seconds(max(walls))} a run (machine shared or idle is not recorded)."
                if walls else "Wall time: not recorded."),
             "", f"Regenerate: `python -m launch.report --results={folder} --update={target}`."]
     return "\n".join(out) + "\n"
+
+
+def _threads(record):
+    """A run's thread count as run.json recorded it (older runs did not)."""
+    t = record.get("threads")
+    if not t:
+        return "not recorded in run.json"
+    intra = t.get("TF_NUM_INTRAOP_THREADS") or t.get("intra_op_set") or "TensorFlow's default"
+    inter = t.get("TF_NUM_INTEROP_THREADS") or t.get("inter_op_set") or "TensorFlow's default"
+    return f"intra-op {intra} / inter-op {inter}"
 
 
 def update(target, folders=None):

@@ -236,6 +236,12 @@ def run_record(seconds, trained=True):
             "cpu": cpu, "cpu_count": os.cpu_count(), "system": platform.system(),
             "tensorflow": tf.__version__, "python": platform.python_version(),
             "wall_seconds": seconds,
+            # Float reductions, hence trajectories, depend on the thread count: a run is
+            # reproduced bit for bit only with the same threads (RESULTS.md, "How to read it").
+            "threads": {"TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
+                        "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
+                        "intra_op_set": tf.config.threading.get_intra_op_parallelism_threads(),
+                        "inter_op_set": tf.config.threading.get_inter_op_parallelism_threads()},
             "recorded": "when trained" if trained else "when copied (trained earlier)",
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -29,6 +29,24 @@ def test_results_md_blocks_are_what_the_committed_runs_give():
             f"--results={folder} --update=RESULTS.md")
 
 
+def test_results_md_reading_quotes_only_the_generated_numbers():
+    """Every two-decimal number in RESULTS.md's "What it says" is one the generated block prints,
+    and its train-RA range is the committed runs' (so the reading cannot drift from the data)."""
+    import glob
+    import re
+    text = open(RESULTS_MD).read()
+    reading = text[text.index("**What it says**"):text.index("Wall time:")]
+    body = committed.blocks(RESULTS_MD)["results/table1_offline"]
+    quoted = set(re.findall(r"(?<![\d.])\d+\.\d\d(?!\d)", reading))
+    assert quoted, "the reading quotes no number"
+    missing = sorted(q for q in quoted if q not in body)
+    assert not missing, f"RESULTS.md's reading quotes numbers the block does not print: {missing}"
+    train = [json.load(open(f))["train_ra_final"] for f in
+             glob.glob(os.path.join(ROOT, "results/table1_offline/*/seed*/results.json"))]
+    assert f"train RA (PGD-20, final\n   model) is {min(train):.1f}-{max(train):.0f}% in every one " \
+        f"of the {len(train)} runs" in reading
+
+
 # Hand-made runs: (RA best, RA final, RGG) per seed.
 RUNS = {"dense": {1: (60.0, 59.0, 21.0), 2: (61.0, 60.0, 27.0), 3: (62.0, 58.0, 24.0)},
         "fb_plus": {1: (59.0, 58.0, 18.0), 2: (58.0, 57.0, 16.0), 3: (61.0, 57.0, 21.0)},
@@ -74,7 +92,8 @@ def test_block_has_the_paired_statistics_of_hand_made_runs(tmp_path):
     assert "Paper: CIFAR-10, ResNet-18 in the paper; PreActResNet-18 in the authors' code**" \
         in text
     assert "| paper | 51.70 | 47.51 |" in text          # the paper's row beside ours
-    assert "Commit: abc1234. Machine: Test CPU, 2 cores, TensorFlow 2.21.0." in text
+    assert ("Commit: abc1234. Machine: Test CPU, 2 cores, TensorFlow 2.21.0. "
+            "Threads: not recorded in run.json.") in text
     assert "Wall time: 28.0 min in all, 2.0 min to 6.0 min a run" in text
     assert "| Flying Bird | - | 57.00 / 55.00 / 20.00 | - |" in text   # per seed
 
@@ -227,3 +246,38 @@ def test_search_block_recomputes_the_signs_from_the_kept_curves(tmp_path):
     assert row[12] == "no"                                          # gap >= 15 but fall < 3
     assert row[13] == "1.5 ± 0.7"
     assert "no test number" in md
+
+
+def test_run_record_keeps_the_thread_count(monkeypatch):
+    """Trajectories depend on the thread count, so run.json records it and the block names it."""
+    from launch import reproduce
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    record = reproduce.run_record(1.0)
+    assert record["threads"]["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert record["threads"]["TF_NUM_INTEROP_THREADS"] is None
+    assert committed._threads(record) == "intra-op 1 / inter-op TensorFlow's default"
+    assert committed._threads({"commit": "abc"}) == "not recorded in run.json"
+
+
+def test_numerics_check_backs_results_md():
+    """results/numerics_check: the one-thread rerun equals the committed run but for seconds, and
+    RESULTS.md quotes the default-thread runs' numbers as they are."""
+    def load(path):
+        with open(os.path.join(ROOT, path)) as f:
+            return json.load(f)
+    committed_run = load("results/table1_offline/dense/seed1/results.json")
+    rerun = load("results/numerics_check/dense_seed1_1thread/results.json")
+    timing = {k for k in committed_run if k.endswith("seconds")}
+    assert {k: v for k, v in committed_run.items() if k not in timing} == \
+        {k: v for k, v in rerun.items() if k not in timing}
+    with open(os.path.join(ROOT, "results/table1_offline/dense/seed1/metrics.csv")) as f:
+        a = [line.rsplit(",", 1)[0] for line in f]
+    with open(os.path.join(ROOT, "results/numerics_check/dense_seed1_1thread/metrics.csv")) as f:
+        b = [line.rsplit(",", 1)[0] for line in f]
+    assert a == b                                   # every column but the last (seconds)
+    text = " ".join(open(RESULTS_MD).read().split())
+    for row, name in (("dense", "RA final"), ("fb_plus", "Flying Bird+ seed 1 at")):
+        old = load(f"results/table1_offline/{row}/seed1/results.json")["ra_final"]
+        new = load(f"results/numerics_check/{row}_seed1_default_threads/results.json")["ra_final"]
+        assert f"{new:.2f} instead of {old:.2f} ({new - old:+.2f})" in text, row
