@@ -37,7 +37,7 @@ import time
 
 from absl import flags
 
-from benchmarks import flag_args
+from benchmarks import flag_args, pgd_at
 from launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,28 +181,6 @@ def _load_average():
         return None
 
 
-def _commit():
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return None
-    return (head + ("+changes" if dirty else "")) or None
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def train(shape, method, seed, sparse_gin, bindings, workdir, env):
     """One ``launch.train`` process; returns its wall seconds (a failure raises with its log)."""
     cmd = [sys.executable, "-m", "launch.train", f"--workdir={workdir}"]
@@ -254,8 +232,8 @@ def main(argv=None):
     a = flag_args.args(FLAGS)
     check(a)
     env = thread_env(a.threads)
-    header = {"name": "header", "cpu": _cpu(), "logical_cpus": os.cpu_count(),
-              "commit": _commit(), "threads": a.threads or "default", "shape": a.shape,
+    header = {"name": "header", "cpu": pgd_at.cpu_model(), "logical_cpus": os.cpu_count(),
+              "commit": pgd_at.commit(), "threads": a.threads or "default", "shape": a.shape,
               "sparse_gin": a.sparse_gin, "bindings": list(a.bindings),
               "load_average_start": _load_average()}
     print(json.dumps(header), flush=True)
