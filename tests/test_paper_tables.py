@@ -5,6 +5,7 @@ import re
 import pytest
 
 from birds_tf.metrics import paper
+from tests import test_gin_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = os.path.join(os.path.dirname(ROOT), "shared", "seeds", "000_2224bf7c7b280bf3.txt")
@@ -82,15 +83,7 @@ def test_rows_are_unique_and_point_at_existing_methods(monkeypatch):
 
 def _reproduces(path):
     """A gin file's "# Reproduces:" comment block, joined into one line."""
-    with open(os.path.join(ROOT, path)) as f:
-        lines = f.read().split("\n")
-    start = next(i for i, line in enumerate(lines) if line.startswith("# Reproduces:"))
-    block = [lines[start]]
-    for line in lines[start + 1:]:
-        if not line.startswith("#   "):
-            break
-        block.append(line[1:])
-    return " ".join(" ".join(block).split())
+    return test_gin_configs._header(os.path.join(ROOT, path))[1]
 
 
 def test_each_rows_config_names_the_rows_table_and_sits_in_a_table_folder():
