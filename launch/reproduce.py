@@ -234,7 +234,10 @@ def run_record(seconds, trained=True):
                         if line.startswith("model name")), cpu)
     except OSError:
         pass
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Code only: a committed results folder is data, and a reproduce run adding a row rewrites
+    # its reproduce.json before training (which would flag every run of the new row).
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                 ":(top,exclude)results")
     return {"commit": git("rev-parse", "--short=7", "HEAD"),
             "uncommitted_changes": None if status is None else bool(status),
             "cpu": cpu, "cpu_count": os.cpu_count(), "system": platform.system(),

@@ -52,6 +52,34 @@ def test_ratios_pair_by_seed_hand_math():
         whole_run.summary(lines[4:])
 
 
+def test_steady_epoch_ratio_uses_the_last_segment_after_its_tracing_epoch():
+    def line(seed, method, *segs):
+        return dict(_line(seed, method, 1.0, 0.0, 0.0),
+                    segments=[{"rest_mean_s": r} for r in segs])
+    s = whole_run.summary([line(1, "dense", 20.0), line(1, "sparse", 30.0, 8.0),
+                           line(2, "dense", 25.0), line(2, "sparse", 35.0, 12.0, 5.0)])
+    assert s["steady_epoch_ratio_per_seed"] == [0.4, 0.2]  # 8 / 20, 5 / 25
+    assert s["steady_epoch_ratio"] == 0.3
+    # a last segment of one epoch has no steady figure: no ratio rather than a wrong one
+    s = whole_run.summary([line(1, "dense", 20.0), line(1, "sparse", 30.0, None)])
+    assert "steady_epoch_ratio" not in s
+
+
+def test_scaled_schedule_is_the_papers_scaled_from_200_epochs():
+    # 6 epochs: whole_run_cifar.gin's own values (100 -> 3, 150 -> 4.5 -> 5 rounded half up)
+    assert whole_run.scaled_schedule(6) == ["train_eval.epochs = 6",
+                                            "train_eval.milestones = (3, 5)",
+                                            "DynamicSparsity.t_start = 3"]
+    with open(os.path.join(whole_run.ROOT, "gin/beyond_paper/whole_run_cifar.gin")) as f:
+        text = f.read()
+    for binding in whole_run.scaled_schedule(6):
+        assert binding in text
+    assert whole_run.scaled_schedule(12)[1:] == ["train_eval.milestones = (6, 9)",
+                                                 "DynamicSparsity.t_start = 6"]
+    assert whole_run.scaled_schedule(10)[1:] == ["train_eval.milestones = (5, 8)",  # 7.5 -> 8
+                                                 "DynamicSparsity.t_start = 5"]
+
+
 def test_runs_alternate_and_share_the_thread_count():
     assert whole_run.run_order(3) == [(1, "dense"), (1, "sparse"), (2, "sparse"), (2, "dense"),
                                       (3, "dense"), (3, "sparse")]
@@ -71,6 +99,9 @@ def test_runs_alternate_and_share_the_thread_count():
     (["--sparse_gin=gin/nope.gin"], "--sparse_gin 'gin/nope.gin' is not a file"),
     (["--sparse_gin=gin/table1/dense_resnet18.gin"], "is not a fb_plus_channel config"),
     (["--out=gin"], "--out 'gin' is a folder"),
+    (["--epochs=12"], "--epochs=12 is for --shape=cifar"),
+    (["--shape=cifar", "--epochs=1"], "--epochs must be at least 2"),
+    (["--epochs=-1"], "flag --epochs=-1"),
 ])
 def test_bad_input_is_refused_before_any_run(monkeypatch, argv, says):
     def started(*_, **__):

@@ -260,6 +260,28 @@ def test_run_record_keeps_the_thread_count(monkeypatch):
     assert committed._threads({"commit": "abc"}) == "not recorded in run.json"
 
 
+def test_run_record_flags_code_changes_not_the_results_folder(tmp_path, monkeypatch):
+    """A reproduce run adding a row rewrites the committed results folder's reproduce.json before
+    it trains; that is data, not code, so it must not mark the run "with uncommitted changes"."""
+    import subprocess
+    from launch import reproduce
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "results" / "table").mkdir(parents=True)
+    (tmp_path / "results" / "table" / "reproduce.json").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    assert reproduce.run_record(1.0)["uncommitted_changes"] is False
+    (tmp_path / "results" / "table" / "reproduce.json").write_text('{"rows": ["new"]}\n')
+    assert reproduce.run_record(1.0)["uncommitted_changes"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert reproduce.run_record(1.0)["uncommitted_changes"] is True
+
+
 def test_numerics_check_backs_results_md():
     """results/numerics_check: the one-thread rerun equals the committed run but for seconds, and
     RESULTS.md quotes the default-thread runs' numbers as they are."""
