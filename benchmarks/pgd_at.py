@@ -135,11 +135,14 @@ def cpu_flags():
 
 
 def commit():
-    """``git rev-parse --short HEAD``, with "+changes" if the work tree differs from it."""
+    """``git rev-parse --short HEAD``, with "+changes" if the work tree's code (not
+    ``results/``) differs from it."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # Code only: results/ is data a run in the same checkout may be writing.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)results"],
                                cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:
         return None

@@ -275,11 +275,18 @@ def test_run_record_flags_code_changes_not_the_results_folder(tmp_path, monkeypa
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     monkeypatch.chdir(tmp_path)
+    # the benchmarks' header says the same of the checkout they run in
+    from benchmarks import pgd_at
+    monkeypatch.setattr(pgd_at, "ROOT", str(tmp_path))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, check=True,
+                          capture_output=True, text=True).stdout.strip()
     assert reproduce.run_record(1.0)["uncommitted_changes"] is False
     (tmp_path / "results" / "table" / "reproduce.json").write_text('{"rows": ["new"]}\n')
     assert reproduce.run_record(1.0)["uncommitted_changes"] is False
+    assert pgd_at.commit() == head
     (tmp_path / "code.py").write_text("x = 2\n")
     assert reproduce.run_record(1.0)["uncommitted_changes"] is True
+    assert pgd_at.commit() == head + "+changes"
 
 
 def test_numerics_check_backs_results_md():
