@@ -354,3 +354,26 @@ def test_synthetic_is_cifar_shaped_fixed_and_its_stats_recomputed():
     assert registry.DATASET_STATS["synthetic"] == (synthetic.MEAN, synthetic.STD)
     # validation and test are other draws than training
     assert not np.array_equal(synthetic.images(16, 1)[0], x[:16])
+
+
+def test_pipelines_run_without_autotune_and_give_the_same_batches():
+    """Keras' fit leaves its iterator unfinished, and destroying one waits for tf.data's autotune
+    thread (20-23 s idle at each fit exit, measured): every pipeline turns autotuning off, which
+    must not change a single batch (order and augmentation are seeded)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from birds_tf.data import get_dataset
+    def pipelines():  # built afresh: `train` reshuffles on every new iteration, by design
+        splits = get_dataset("synthetic", batch_size=8, seed=3, max_train=24, max_eval=16)
+        return splits.train, splits.val, splits.train_epochs(0, 2)
+    tuned = tf.data.Options()
+    tuned.autotune.enabled = True
+    for ds, again in zip(pipelines(), pipelines()):
+        assert ds.options().autotune.enabled is False
+        ours = [b for b in ds.as_numpy_iterator()]
+        autotuned = [b for b in again.with_options(tuned).as_numpy_iterator()]
+        assert len(ours) == len(autotuned) > 0
+        for (x, y), (xt, yt) in zip(ours, autotuned):
+            np.testing.assert_array_equal(x, xt)
+            np.testing.assert_array_equal(y, yt)

@@ -13,6 +13,22 @@ from birds_tf.data import augment as augment_lib
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def _without_autotune(ds):
+    """``ds`` with tf.data's autotuning off (``AUTOTUNE`` then means tf.data's fixed defaults).
+
+    Why: Keras ``fit`` stops its iterator after ``steps_per_epoch`` instead of running it to the
+    end, and destroying an unfinished iterator waits for the autotune thread's current sleep:
+    measured 20-23 s of idle wall time at every ``fit`` exit of a PreActResNet-18 run on one core
+    (no thread on the CPU meanwhile), paid again by every segment of a run rebuilt between
+    epochs. The batches are the same (order and augmentation are seeded, not tuned), and an
+    input pipeline of a few ops per batch is far from the PGD step's cost
+    (``benchmarks.pgd_at``'s ``input_pipeline_vs_fastest_step``).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def _to_float(images):
     if images.dtype == tf.uint8:
         return tf.cast(images, tf.float32) / 255.0
@@ -31,7 +47,7 @@ def eval_pipeline(ds, source, batch_size, limit):
         ds = ds.map(source.decode, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=False)
     ds = ds.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return _without_autotune(ds.prefetch(AUTOTUNE))
 
 
 def _augmenter(source):
@@ -60,7 +76,7 @@ def train_pipeline(ds, source, batch_size, limit, num_examples, seed, augment):
                                                   num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: _finish(_to_float(x), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return _without_autotune(ds.prefetch(AUTOTUNE))
 
 
 def train_epochs_pipeline(ds, source, batch_size, limit, num_examples, seed, augment, first_epoch,
@@ -90,4 +106,4 @@ def train_epochs_pipeline(ds, source, batch_size, limit, num_examples, seed, aug
                                                             num_parallel_calls=AUTOTUNE)
 
     epochs = tf.data.Dataset.range(int(first_epoch), int(last_epoch))
-    return epochs.flat_map(one_epoch).prefetch(AUTOTUNE)
+    return _without_autotune(epochs.flat_map(one_epoch).prefetch(AUTOTUNE))
