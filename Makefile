@@ -32,11 +32,13 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.serving $(if $(QUICK),--rounds 3 --train-rounds 1,)
 	$(PY) -m benchmarks.conv_ops $(if $(QUICK),--repeats 20,--repeats 40)
 
-# Issue 26: a whole run's wall time, dense against fb_plus_channel (benchmarks/whole_run.py). Not
-# in `bench`: the offline shape alone is 2 seeds x 2 runs of several minutes each.
+# Issue 26: a whole run's wall time, dense against fb_plus_channel_fast (benchmarks/whole_run.py;
+# BENCHMARKS.md has the other configurations' commands). Not in `bench`: about an hour on one core.
+FAST_GIN = gin/beyond_paper/fb_plus_channel_fast_resnet18.gin
 bench-whole-run: $(STAMP)
-	$(PY) -m benchmarks.whole_run --shape=offline --seeds=2 --out=results/bench/whole_run_offline.json
-	$(PY) -m benchmarks.whole_run --shape=cifar --seeds=2 --out=results/bench/whole_run_cifar.json
+	$(PY) -m benchmarks.whole_run --shape=cifar --seeds=2 --epochs=6 --sparse_gin=$(FAST_GIN) --out=results/bench/whole_run_cifar_fast_6ep.json
+	$(PY) -m benchmarks.whole_run --shape=cifar --seeds=2 --epochs=12 --sparse_gin=$(FAST_GIN) --out=results/bench/whole_run_cifar_fast_12ep.json
+	$(PY) -m benchmarks.whole_run --shape=offline --seeds=2 --sparse_gin=$(FAST_GIN) --out=results/bench/whole_run_offline_fast.json
 
 clean-venv:
 	rm -rf $(VENV)
