@@ -25,6 +25,7 @@ import tempfile
 from absl import flags
 
 from benchmarks import flag_args
+from birds_tf.utils import machine
 from launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,14 +125,8 @@ def cpu_model():
 
 
 def cpu_flags():
-    """The CPU features the ratios depend on (oneDNN's kernel choice), from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return []
-    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
-                           "amx_tile"})
+    """The CPU features the ratios depend on (oneDNN's kernel choice)."""
+    return machine.cpu_flags()
 
 
 def commit():

@@ -277,7 +277,8 @@ def main(argv=None):
     check(a)
     env = thread_env(a.threads)
     bindings = (scaled_schedule(a.epochs) if a.epochs else []) + list(a.bindings)
-    header = {"name": "header", "cpu": pgd_at.cpu_model(), "logical_cpus": os.cpu_count(),
+    header = {"name": "header", "cpu": pgd_at.cpu_model(),
+              "cpu_flags": pgd_at.cpu_flags(), "logical_cpus": os.cpu_count(),
               "commit": pgd_at.commit(), "threads": a.threads or "default", "shape": a.shape,
               "sparse_gin": a.sparse_gin, "bindings": bindings,
               "load_average_start": _load_average()}

@@ -17,6 +17,8 @@ import json
 import os
 import re
 
+from birds_tf.utils.machine import KERNEL_FLAGS
+
 BEGIN = "<!-- BEGIN GENERATED {folder}: python -m launch.report --results={folder} " \
         "--update={target} -->"
 END = "<!-- END GENERATED {folder} -->"
@@ -173,8 +175,8 @@ def block(folder, target="RESULTS.md"):
     commits = sorted({str(r.get("commit")) + (" (with uncommitted changes)"
                                               if r.get("uncommitted_changes") else "")
                       for r in records})
-    machines = sorted({f"{r.get('cpu')}, {r.get('cpu_count')} cores, TensorFlow "
-                       f"{r.get('tensorflow')}" for r in records})
+    machines = sorted({f"{r.get('cpu')}{_cpu_flags(r)}, {r.get('cpu_count')} cores, "
+                       f"TensorFlow {r.get('tensorflow')}" for r in records})
     threads = sorted({_threads(r) for r in records})
     walls = [r.get("wall_seconds") for r in records if r.get("wall_seconds") is not None]
     out += ["", f"From {len(runs)} committed runs in `{folder}/` (each run's results.json, "
@@ -187,6 +189,14 @@ def block(folder, target="RESULTS.md"):
                if walls else "Wall time: not recorded."),
             "", f"Regenerate: `python -m launch.report --results={folder} --update={target}`."]
     return "\n".join(out) + "\n"
+
+
+def _cpu_flags(record):
+    """" (avx2, avx512f)": the model name alone hides the kernels a run took (birds_tf.utils
+    .machine); runs before the field say "flags not recorded"."""
+    if "cpu_flags" not in record:
+        return " (flags not recorded)"
+    return f" ({', '.join(record['cpu_flags']) or 'none of ' + '/'.join(KERNEL_FLAGS)})"
 
 
 def _threads(record):

@@ -221,6 +221,8 @@ def run_record(seconds, trained=True):
     """``run.json``: where and from which commit a run came, so RESULTS.md can name both."""
     import tensorflow as tf
 
+    from birds_tf.utils import machine
+
     def git(*args):
         try:
             return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
@@ -240,7 +242,8 @@ def run_record(seconds, trained=True):
                  ":(top,exclude)results")
     return {"commit": git("rev-parse", "--short=7", "HEAD"),
             "uncommitted_changes": None if status is None else bool(status),
-            "cpu": cpu, "cpu_count": os.cpu_count(), "system": platform.system(),
+            "cpu": cpu, "cpu_flags": machine.cpu_flags(), "cpu_count": os.cpu_count(),
+            "system": platform.system(),
             "tensorflow": tf.__version__, "python": platform.python_version(),
             "wall_seconds": seconds,
             # Float reductions, hence trajectories, depend on the thread count: a run is

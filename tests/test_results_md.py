@@ -92,7 +92,7 @@ def test_block_has_the_paired_statistics_of_hand_made_runs(tmp_path):
     assert "Paper: CIFAR-10, ResNet-18 in the paper; PreActResNet-18 in the authors' code**" \
         in text
     assert "| paper | 51.70 | 47.51 |" in text          # the paper's row beside ours
-    assert ("Commit: abc1234. Machine: Test CPU, 2 cores, TensorFlow 2.21.0. "
+    assert ("Commit: abc1234. Machine: Test CPU (flags not recorded), 2 cores, TensorFlow 2.21.0. "
             "Threads: not recorded in run.json.") in text
     assert "Wall time: 28.0 min in all, 2.0 min to 6.0 min a run" in text
     assert "| Flying Bird | - | 57.00 / 55.00 / 20.00 | - |" in text   # per seed
@@ -248,6 +248,23 @@ def test_search_block_recomputes_the_signs_from_the_kept_curves(tmp_path):
     assert "no test number" in md
 
 
+def test_a_row_not_in_the_paper_is_paired_against_the_method_it_varies(tmp_path):
+    """fb_plus_channel_fast - fb_plus per seed (RA final -2, -1, -3): scipy's paired t test as the
+    reference; paper rows get no such table."""
+    runs = {"dense": RUNS["dense"], "fb_plus": RUNS["fb_plus"],
+            "fb_plus_channel_fast": {1: (57.0, 56.0, 20.0), 2: (57.0, 56.0, 19.0),
+                                     3: (59.0, 54.0, 22.0)}}
+    text = committed.block(_folder(tmp_path / "res", runs))
+    d = [-2.0, -1.0, -3.0]
+    low, high = stats.t.interval(0.95, 2, loc=-2.0, scale=stats.sem(d))
+    p = stats.ttest_rel([56, 56, 54], [58, 57, 57]).pvalue
+    assert "| Sparsity (%) | Setting | pairs | RA best: row - Flying Bird+ |" in text
+    assert "| 80 | Flying Bird+ (channel, fast) | 3 | **-1.67 [" in text    # RA best -2, -1, -2
+    assert f"-2.00 [{low:+.2f}, {high:+.2f}], p={p:.3f}" in text
+    base_table = text[text.index("RA best: row - Flying Bird+"):]
+    assert "| 80 | Flying Bird+ | " not in base_table.split("Per seed")[0]
+
+
 def test_run_record_keeps_the_thread_count(monkeypatch):
     """Trajectories depend on the thread count, so run.json records it and the block names it."""
     from launch import reproduce
@@ -258,6 +275,27 @@ def test_run_record_keeps_the_thread_count(monkeypatch):
     assert record["threads"]["TF_NUM_INTEROP_THREADS"] is None
     assert committed._threads(record) == "intra-op 1 / inter-op TensorFlow's default"
     assert committed._threads({"commit": "abc"}) == "not recorded in run.json"
+
+
+def test_run_record_names_the_cpu_kernels_and_the_block_tells_machines_apart(tmp_path,
+                                                                             monkeypatch):
+    """Two VMs named "AMD EPYC", one with AVX-512 and one without, train at different speeds
+    and sums: run.json keeps the flags and the block lists the two machines apart."""
+    from birds_tf.utils import machine
+    from launch import reproduce
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name : AMD EPYC\nflags : fpu sse2 avx avx2 fma avx512f avx512_bf16\n")
+    assert machine.cpu_flags(str(info)) == ["avx2", "avx512_bf16", "avx512f"]
+    assert machine.cpu_flags(str(tmp_path / "missing")) == []
+    monkeypatch.setattr(machine, "cpu_flags", lambda: ["avx2"])
+    assert reproduce.run_record(1.0)["cpu_flags"] == ["avx2"]
+    folder = _folder(tmp_path / "res")
+    record = tmp_path / "res" / "fb_plus" / "seed2" / "run.json"
+    run = json.loads(record.read_text())
+    record.write_text(json.dumps(dict(run, cpu_flags=["avx2", "avx512f"])))
+    text = committed.block(folder)
+    assert ("Machines: Test CPU (avx2, avx512f), 2 cores, TensorFlow 2.21.0; "
+            "Test CPU (flags not recorded), 2 cores, TensorFlow 2.21.0.") in text
 
 
 def test_run_record_flags_code_changes_not_the_results_folder(tmp_path, monkeypatch):

@@ -64,6 +64,22 @@ def _small_dense_of(rows, row):
     return None
 
 
+# A row not in the paper that varies a paper method is also paired against that method's row
+# (same group and sparsity): whether the variant costs accuracy is a question about the method
+# it changes, not only about dense.
+VARIES = {"fb_plus_channel": "fb_plus"}
+
+
+def _base_of(rows, row):
+    """The paper row of the method ``row`` varies (``VARIES``), in its group at its sparsity."""
+    method = VARIES.get(row.method)
+    for candidate in rows:
+        if (method and candidate.group == row.group and candidate.method == method
+                and candidate.sparsity == row.sparsity):
+            return candidate
+    return None
+
+
 def _by_seed(runs, key):
     """{seed: value}; a run's seed is its ``seed`` entry, else its position (1-based)."""
     return {int(r.get("seed", i)): r.get(key) for i, r in enumerate(runs, 1)}
@@ -82,7 +98,9 @@ def summarize(paper_rows, results):
       missing), and for RA best, RA final and RGG of a non-dense row `paired_<m>`: the per-seed
       difference row - dense (`paired.paired_difference`), None for the dense row itself; and
       `paired_small_<m>`: row - Small Dense at the row's sparsity (the capacity control), None
-      where the table has no such Small Dense run or the row is dense or Small Dense.
+      where the table has no such Small Dense run or the row is dense or Small Dense; and
+      `paired_base_<m>`: row - the paper method it varies (`VARIES`; e.g. channel-level Flying
+      Bird+ - Flying Bird+), None for every other row; `base_setting` names that method.
     """
     stats = {}
     for row in paper_rows:
@@ -122,12 +140,14 @@ def summarize(paper_rows, results):
                 key = RESULT_KEYS[metric]
                 entry[f"paired_{metric}"] = paired.paired_difference(
                     _by_seed(results[row.row], key), _by_seed(results[dense.row], key))
-            small = _small_dense_of(paper_rows, row)
-            entry[f"paired_small_{metric}"] = None
-            if small is not None and results.get(small.row):
-                key = RESULT_KEYS[metric]
-                entry[f"paired_small_{metric}"] = paired.paired_difference(
-                    _by_seed(results[row.row], key), _by_seed(results[small.row], key))
+            for prefix, other in (("paired_small_", _small_dense_of(paper_rows, row)),
+                                  ("paired_base_", _base_of(paper_rows, row))):
+                entry[f"{prefix}{metric}"] = None
+                if other is not None and results.get(other.row):
+                    key = RESULT_KEYS[metric]
+                    entry[f"{prefix}{metric}"] = paired.paired_difference(
+                        _by_seed(results[row.row], key), _by_seed(results[other.row], key))
+            entry["base_setting"] = (_base_of(paper_rows, row) or row).setting
         for metric in CSV_METRICS:
             mean, std = ours.get(metric, (None, None))
             ref = paper.get(metric)
@@ -225,6 +245,13 @@ PAIRED_SMALL_HEADER = (
     "is what \"sparsity helps\" would need. Same statistics as above.")
 
 
+PAIRED_BASE_HEADER = (
+    "Paired against the paper method a row not in the paper varies (channel-level Flying Bird+ "
+    "against Flying Bird+, same sparsity): for each seed, this row's number minus that method's "
+    "(same data order, attack random starts and initial weights). Whether the variant costs "
+    "accuracy against the method it changes, not only against dense. Same statistics as above.")
+
+
 def _paired_cell(stats):
     if not stats or stats["mean"] is None:
         return "-"
@@ -238,12 +265,18 @@ def _paired_cell(stats):
 def paired_markdown(entries, against="dense"):
     """The paired table of one group's rows (RA best, RA final, RGG): ``against="dense"``, every
     non-dense row minus dense; ``"small_dense"``, every sparse row minus Small Dense at its
-    sparsity (empty where no such pair exists)."""
-    prefix, name, header_text = (("paired_", "dense", PAIRED_HEADER) if against == "dense" else
-                                 ("paired_small_", "Small Dense", PAIRED_SMALL_HEADER))
+    sparsity (empty where no such pair exists); ``"base"``, every row not in the paper minus the
+    paper method it varies (``VARIES``)."""
+    prefix, name, header_text = {
+        "dense": ("paired_", "dense", PAIRED_HEADER),
+        "small_dense": ("paired_small_", "Small Dense", PAIRED_SMALL_HEADER),
+        "base": ("paired_base_", "base", PAIRED_BASE_HEADER)}[against]
     rows = [e for e in entries if any(e.get(f"{prefix}{m}") for m in PAIRED)]
     if not rows:
         return []
+    if against == "base":
+        names = sorted({e["base_setting"] for e in rows})
+        name = names[0] if len(names) == 1 else "its base"
     header = ["Sparsity (%)", "Setting", "pairs"] + [f"{PAIRED_NAMES[m]}: row - {name}"
                                                      for m in PAIRED]
     out = [header_text, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -303,7 +336,7 @@ def markdown(summary, title=None, trained=None):
                 continue
             out.append("| " + " | ".join(["", "", "paper"] + paper) + " |")
             out.append("| " + " | ".join(["", "", "ours - paper"] + diff) + " |")
-        for against in ("dense", "small_dense"):
+        for against in ("dense", "small_dense", "base"):
             block = paired_markdown(entries, against)
             if block:
                 out += [""] + block
@@ -313,7 +346,8 @@ def markdown(summary, title=None, trained=None):
 CSV_COLUMNS = ["table", "row", "setting", "group", "arch", "sparsity", "method", "seeds", "gin"] + \
     [f"{m}_{part}" for m in CSV_METRICS for part in ("mean", "std", "paper", "diff")] + \
     [f"paired_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS] + \
-    [f"paired_small_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS]
+    [f"paired_small_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS] + \
+    [f"paired_base_{m}_{part}" for m in PAIRED for part in PAIRED_PARTS]
 
 
 def csv_text(summary):
@@ -328,5 +362,6 @@ def csv_text(summary):
             for part in PAIRED_PARTS:
                 flat[f"paired_{m}_{part}"] = (e.get(f"paired_{m}") or {}).get(part)
                 flat[f"paired_small_{m}_{part}"] = (e.get(f"paired_small_{m}") or {}).get(part)
+                flat[f"paired_base_{m}_{part}"] = (e.get(f"paired_base_{m}") or {}).get(part)
         writer.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in CSV_COLUMNS})
     return buffer.getvalue()
