@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.conv_ops $(if $(QUICK),--repeats 20,--repeats 40)
 
 # Issue 26: a whole run's wall time, dense against fb_plus_channel_fast (benchmarks/whole_run.py;
-# BENCHMARKS.md has the other configurations' commands). Not in `bench`: about an hour on one core.
+# BENCHMARKS.md has the other configurations' commands). Not in `bench`: about an hour on a Zen 4
+# core, two on an AVX2-only one (BENCHMARKS.md).
 FAST_GIN = gin/beyond_paper/fb_plus_channel_fast_resnet18.gin
 bench-whole-run: $(STAMP)
 	$(PY) -m benchmarks.whole_run --shape=cifar --seeds=2 --epochs=6 --sparse_gin=$(FAST_GIN) --out=results/bench/whole_run_cifar_fast_6ep.json
