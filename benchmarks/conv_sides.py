@@ -30,6 +30,7 @@ def _time(fn, repeats):
 
 def tf_side(batch, width, repeats):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # what birds_tf's own step runs with
     import tensorflow as tf
     if os.environ.get("TF_NUM_INTRAOP_THREADS"):  # pgd_at --threads (ours_step does the same)
         tf.config.threading.set_intra_op_parallelism_threads(

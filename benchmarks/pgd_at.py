@@ -155,6 +155,7 @@ def _load_average():
 def header():
     """The first line of a run: which CPU and code the figures belong to."""
     line = {"name": "header", "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             "logical_cpus": os.cpu_count(), "commit": commit(),
             "threads": THREAD_ENV.get("OMP_NUM_THREADS", "default"),
             "load_average": _load_average()}

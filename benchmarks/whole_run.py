@@ -278,7 +278,9 @@ def main(argv=None):
     env = thread_env(a.threads)
     bindings = (scaled_schedule(a.epochs) if a.epochs else []) + list(a.bindings)
     header = {"name": "header", "cpu": pgd_at.cpu_model(),
-              "cpu_flags": pgd_at.cpu_flags(), "logical_cpus": os.cpu_count(),
+              "cpu_flags": pgd_at.cpu_flags(),
+              "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+              "logical_cpus": os.cpu_count(),
               "commit": pgd_at.commit(), "threads": a.threads or "default", "shape": a.shape,
               "sparse_gin": a.sparse_gin, "bindings": bindings,
               "load_average_start": _load_average()}

@@ -3,7 +3,17 @@
 The model name alone does not say it: two VMs both called "AMD EPYC" (one Zen 4 with AVX-512,
 one with AVX2 only) ran the same training epoch 2.7-4x apart and take different oneDNN kernels,
 hence different float sums. The flags below are the ones oneDNN's choice depends on.
+
+And whether TensorFlow uses oneDNN at all: TF 2.21 turns its oneDNN CPU kernels on by default
+only where the CPU has AVX-512 VNNI or newer; on an AVX2-only x86 CPU it falls back to Eigen, and
+our PreActResNet-18 w64 PGD-10 step took 34.1 s instead of 11.8 s with oneDNN (PyTorch, which
+uses oneDNN there: 15.1 s). ``enable_onednn`` asks for oneDNN on every x86 CPU unless the user
+chose (``TF_ENABLE_ONEDNN_OPTS=0`` keeps Eigen); it must run before TensorFlow is imported,
+which is why ``import birds_tf`` calls it.
 """
+import os
+import platform
+import sys
 
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -20,3 +30,23 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     except OSError:
         return []
     return sorted(flags & set(KERNEL_FLAGS))
+
+
+def enable_onednn():
+    """Set ``TF_ENABLE_ONEDNN_OPTS=1`` on x86 unless it is set; True if TensorFlow, already
+    imported, will not see it (it reads the variable once, at import)."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    return "tensorflow" in sys.modules
+
+
+def onednn_in_use():
+    """Whether this process's TensorFlow runs its oneDNN kernels (None where TensorFlow is not
+    imported or does not say)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
