@@ -252,8 +252,9 @@ def run_record(seconds, trained=True):
                         "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
                         "intra_op_set": tf.config.threading.get_intra_op_parallelism_threads(),
                         "inter_op_set": tf.config.threading.get_inter_op_parallelism_threads()},
-            # TensorFlow's default leaves oneDNN off on AVX2-only CPUs (birds_tf.utils.machine).
-            "onednn": machine.onednn_in_use(),
+            # What TensorFlow read at import: unset leaves oneDNN off on AVX2-only CPUs
+            # (birds_tf.utils.machine); birds-tf sets "1" unless the user chose.
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             "recorded": "when trained" if trained else "when copied (trained earlier)",
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -107,6 +107,9 @@ def test_device_bench(monkeypatch, tmp_path):
     monkeypatch.setattr(pgd_at, "TORCH_SCRIPT", str(tmp_path / "torch_pgd_at.py"))
     assert str(tmp_path / "torch_pgd_at.py") in _refused(device_bench, ["--device=cpu"])
     monkeypatch.undo()
+    script = tmp_path / "present.py"   # the reference present, wherever the checkout sits
+    script.write_text("")
+    monkeypatch.setattr(pgd_at, "TORCH_SCRIPT", str(script))
     monkeypatch.setattr(device_bench, "gpu_name", lambda: None)  # a machine without a GPU
     monkeypatch.setattr(pgd_at, "ours", _heavy)
     assert ("--device=gpu but nvidia-smi finds no GPU"

@@ -81,7 +81,10 @@ def needs_subsampling(layer):
 
     Why it matters: TensorFlow 2.21's oneDNN CPU kernel for the *filter* gradient of such a
     convolution corrupts the heap when the batch is odd (segfault, ``double free or corruption``)
-    on AVX-512/AMX Xeons. Taking every s-th pixel and convolving at stride 1 is the same function
+    on AVX-512/AMX Xeons, and on an AVX2-only CPU with oneDNN (which birds-tf asks for:
+    ``birds_tf.utils.machine``) it returns a wrong kernel gradient at any batch (off by ~700 on
+    a 4x32x32x6 batch; outputs and bias gradient right). Taking every s-th pixel and convolving
+    at stride 1 is the same function
     (a 1x1 kernel at stride s reads exactly pixels 0, s, 2s, ... under 'same' and 'valid'
     padding alike), and its gradients never call that kernel.
     """

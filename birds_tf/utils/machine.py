@@ -33,20 +33,14 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 
 
 def enable_onednn():
-    """Set ``TF_ENABLE_ONEDNN_OPTS=1`` on x86 unless it is set; True if TensorFlow, already
-    imported, will not see it (it reads the variable once, at import)."""
+    """Set ``TF_ENABLE_ONEDNN_OPTS=1`` on x86 unless it is set or TensorFlow is already imported
+    (it reads the variable once, at import; set afterwards it would only mislead a record).
+
+    Returns:
+      False when TensorFlow was imported first, so the call could not take effect.
+    """
+    if "tensorflow" in sys.modules:
+        return False
     if platform.machine().lower() in ("x86_64", "amd64"):
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    return "tensorflow" in sys.modules
-
-
-def onednn_in_use():
-    """Whether this process's TensorFlow runs its oneDNN kernels (None where TensorFlow is not
-    imported or does not say)."""
-    if "tensorflow" not in sys.modules:
-        return None
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
+    return True
