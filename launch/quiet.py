@@ -22,8 +22,6 @@ def start_tensorflow(verbosity=-1):
     Args:
       verbosity: the launcher's ``--verbosity``; 0 and up shows the start-up lines.
     """
-    from birds_tf.utils import machine
-    machine.enable_onednn()  # also done by `import birds_tf`; here in case nothing did yet
     verbose = int(verbosity) >= 0 or os.environ.get("BIRDS_TF_VERBOSE_STARTUP") == "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if "tensorflow" in sys.modules or verbose:
