@@ -29,7 +29,7 @@ from birds_tf.utils import machine as _machine
 __version__ = "0.1.0"
 
 # Before anything imports TensorFlow: its oneDNN kernels on every x86 CPU, not only on those with
-# AVX-512 VNNI (birds_tf.utils.machine says why: 2.9x on an AVX2 CPU's PGD-AT step). A user
+# AVX-512 VNNI (birds_tf.utils.machine says why: 3.3x on an AVX2 CPU's PGD-AT step). A user
 # who imports tensorflow first sets TF_ENABLE_ONEDNN_OPTS=1 themselves; =0 is respected.
 _machine.enable_onednn()
 

@@ -1,5 +1,5 @@
 """TensorFlow's oneDNN kernels on every x86 CPU: its default turns them on only with AVX-512
-VNNI or newer, and an AVX2-only CPU's PGD-AT step then ran 2.9x slower (birds_tf/utils/machine.py)."""
+VNNI or newer, and an AVX2-only CPU's PGD-AT step then ran 3.3x slower (birds_tf/utils/machine.py)."""
 import os
 import subprocess
 import sys

@@ -6,8 +6,8 @@ hence different float sums. The flags below are the ones oneDNN's choice depends
 
 And whether TensorFlow uses oneDNN at all: TF 2.21 turns its oneDNN CPU kernels on by default
 only where the CPU has AVX-512 VNNI or newer; on an AVX2-only x86 CPU it falls back to Eigen, and
-our PreActResNet-18 w64 PGD-10 step took 34.1 s instead of 11.8 s with oneDNN (PyTorch, which
-uses oneDNN there: 15.1 s). ``enable_onednn`` asks for oneDNN on every x86 CPU unless the user
+our PreActResNet-18 w64 PGD-10 step took 36.99 s instead of 11.34 s with oneDNN (PyTorch, which
+uses oneDNN there: 14.83-15.08 s; results/bench/pgd_at/). ``enable_onednn`` asks for oneDNN on every x86 CPU unless the user
 chose (``TF_ENABLE_ONEDNN_OPTS=0`` keeps Eigen); it must run before TensorFlow is imported,
 which is why ``import birds_tf`` calls it.
 """
